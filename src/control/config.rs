@@ -1,0 +1,576 @@
+//! The TOML configuration: parsed into plain serde structs, then validated
+//! into typed values. Every error names the file, the field and the reason,
+//! and nothing starts until the whole file is valid.
+
+use crate::lb::scheduler::SchedulerKind;
+use crate::lb::service::{ForwardMode, RealServer, Service};
+use crate::lb::tcp_state::Timeouts;
+use crate::lb::Proto;
+use crate::net::cidr::Ipv4Cidr;
+use crate::net::route::RouteTable;
+use crate::wire::EthernetAddress;
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::Path;
+
+/// The configuration sluice runs with when `--config` is not given: the
+/// demo topology of `scripts/testbed.sh` (two real servers behind the VIP).
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../config/demo.toml");
+
+/// A configuration error: which file, which field, why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    pub field: String,
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}: {}", self.file, self.reason)
+        } else {
+            write!(f, "{}: {}: {}", self.file, self.field, self.reason)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Data-plane sizing. Everything on the packet path is bounded by these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataplaneConfig {
+    /// Packet buffers in the pool (2^n - 1 is best for DPDK).
+    pub mbufs: u32,
+    /// Sessions per worker; new connections beyond it are dropped and counted.
+    pub max_sessions: usize,
+    /// Neighbour (ARP) entries.
+    pub max_neighbours: usize,
+    pub rx_desc: u16,
+    pub tx_desc: u16,
+}
+
+impl Default for DataplaneConfig {
+    fn default() -> Self {
+        DataplaneConfig {
+            mbufs: 16383,
+            max_sessions: 262_144,
+            max_neighbours: 1024,
+            rx_desc: 1024,
+            tx_desc: 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InterfaceConfig {
+    pub port: u16,
+    /// The addresses sluice owns on this port, with their subnets.
+    pub addrs: Vec<Ipv4Cidr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticNeighbour {
+    pub addr: Ipv4Addr,
+    pub mac: EthernetAddress,
+    pub port: u16,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub eal: Vec<String>,
+    pub dataplane: DataplaneConfig,
+    pub interfaces: Vec<InterfaceConfig>,
+    pub routes: RouteTable,
+    pub neighbours: Vec<StaticNeighbour>,
+    pub services: Vec<Service>,
+    pub timeouts: Timeouts,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    dpdk: RawDpdk,
+    #[serde(default)]
+    dataplane: RawDataplane,
+    #[serde(default, rename = "interface")]
+    interfaces: Vec<RawInterface>,
+    #[serde(default, rename = "route")]
+    routes: Vec<RawRoute>,
+    #[serde(default, rename = "neighbour")]
+    neighbours: Vec<RawNeighbour>,
+    #[serde(default, rename = "service")]
+    services: Vec<RawService>,
+    #[serde(default)]
+    timeouts: RawTimeouts,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDpdk {
+    eal: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDataplane {
+    mbufs: Option<u32>,
+    max_sessions: Option<usize>,
+    max_neighbours: Option<usize>,
+    rx_desc: Option<u16>,
+    tx_desc: Option<u16>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInterface {
+    port: u16,
+    addrs: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    prefix: String,
+    via: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNeighbour {
+    addr: String,
+    mac: String,
+    port: Option<u16>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawService {
+    vip: String,
+    proto: String,
+    #[serde(default = "default_mode")]
+    mode: String,
+    #[serde(default = "default_scheduler")]
+    scheduler: String,
+    #[serde(default, rename = "real")]
+    reals: Vec<RawReal>,
+}
+
+fn default_mode() -> String {
+    "nat".into()
+}
+
+fn default_scheduler() -> String {
+    "wrr".into()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReal {
+    addr: String,
+    #[serde(default = "default_weight")]
+    weight: u32,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+/// `ipvsadm --set tcp tcpfin udp`, in seconds.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTimeouts {
+    tcp: Option<u32>,
+    tcp_fin: Option<u32>,
+    udp: Option<u32>,
+}
+
+/// The largest weight ipvsadm accepts.
+const MAX_WEIGHT: u32 = 65535;
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            field: String::new(),
+            reason: format!("cannot read: {e}"),
+        })?;
+        Config::parse(&file, &text)
+    }
+
+    /// Validates the TOML `text`; `file` is only used in error messages.
+    pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError {
+            file: file.into(),
+            field: String::new(),
+            reason: e.to_string().trim_end().replace('\n', "\n  "),
+        })?;
+        Validator { file }.config(raw)
+    }
+
+    /// Every address sluice owns on `port` (interface addresses).
+    pub fn interface(&self, port: u16) -> Option<&InterfaceConfig> {
+        self.interfaces.iter().find(|i| i.port == port)
+    }
+}
+
+struct Validator<'a> {
+    file: &'a str,
+}
+
+impl Validator<'_> {
+    fn err(&self, field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.file.into(),
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        if raw.dpdk.eal.is_empty() {
+            return Err(self.err("dpdk.eal", "must list the EAL arguments (at least the ports' devices)"));
+        }
+        let dataplane = self.dataplane(&raw.dataplane)?;
+        let interfaces = self.interfaces(&raw.interfaces)?;
+        let routes = self.routes(&interfaces, &raw.routes)?;
+        let neighbours = self.neighbours(&routes, &raw.neighbours)?;
+        let services = self.services(&raw.services)?;
+        let timeouts = self.timeouts(&raw.timeouts)?;
+        Ok(Config {
+            eal: raw.dpdk.eal,
+            dataplane,
+            interfaces,
+            routes,
+            neighbours,
+            services,
+            timeouts,
+        })
+    }
+
+    fn dataplane(&self, raw: &RawDataplane) -> Result<DataplaneConfig, ConfigError> {
+        let d = DataplaneConfig::default();
+        let out = DataplaneConfig {
+            mbufs: raw.mbufs.unwrap_or(d.mbufs),
+            max_sessions: raw.max_sessions.unwrap_or(d.max_sessions),
+            max_neighbours: raw.max_neighbours.unwrap_or(d.max_neighbours),
+            rx_desc: raw.rx_desc.unwrap_or(d.rx_desc),
+            tx_desc: raw.tx_desc.unwrap_or(d.tx_desc),
+        };
+        if out.mbufs < 1023 {
+            return Err(self.err("dataplane.mbufs", "must be at least 1023"));
+        }
+        if out.max_sessions == 0 || out.max_sessions > 64 << 20 {
+            return Err(self.err("dataplane.max_sessions", "must be between 1 and 67108864"));
+        }
+        if out.max_neighbours == 0 || out.max_neighbours > 65536 {
+            return Err(self.err("dataplane.max_neighbours", "must be between 1 and 65536"));
+        }
+        for (name, v) in [("rx_desc", out.rx_desc), ("tx_desc", out.tx_desc)] {
+            if !(64..=16384).contains(&v) {
+                return Err(self.err(format!("dataplane.{name}"), "must be between 64 and 16384"));
+            }
+        }
+        Ok(out)
+    }
+
+    fn interfaces(&self, raw: &[RawInterface]) -> Result<Vec<InterfaceConfig>, ConfigError> {
+        if raw.is_empty() {
+            return Err(self.err("interface", "at least one [[interface]] is needed"));
+        }
+        let mut ports = HashSet::new();
+        let mut owned = HashSet::new();
+        let mut out = Vec::new();
+        for (i, iface) in raw.iter().enumerate() {
+            if !ports.insert(iface.port) {
+                return Err(self.err(
+                    format!("interface[{i}].port"),
+                    format!("port {} is configured twice", iface.port),
+                ));
+            }
+            if iface.addrs.is_empty() {
+                return Err(self.err(format!("interface[{i}].addrs"), "needs at least one address"));
+            }
+            let mut addrs = Vec::new();
+            for (j, a) in iface.addrs.iter().enumerate() {
+                let field = format!("interface[{i}].addrs[{j}]");
+                let cidr: Ipv4Cidr = a.parse().map_err(|e| {
+                    self.err(&field, format!("{a:?} is not an address/prefix-length: {e}"))
+                })?;
+                if !owned.insert(cidr.address()) {
+                    return Err(self.err(field, format!("{} is configured twice", cidr.address())));
+                }
+                addrs.push(cidr);
+            }
+            out.push(InterfaceConfig {
+                port: iface.port,
+                addrs,
+            });
+        }
+        Ok(out)
+    }
+
+    fn routes(&self, ifaces: &[InterfaceConfig], raw: &[RawRoute]) -> Result<RouteTable, ConfigError> {
+        let mut table = RouteTable::new();
+        for (i, iface) in ifaces.iter().enumerate() {
+            for (j, a) in iface.addrs.iter().enumerate() {
+                // Two addresses in one subnet on one port share a route.
+                if table.lookup(a.address()).is_some_and(|nh| nh.port == iface.port && nh.addr == a.address()) {
+                    continue;
+                }
+                table
+                    .add_connected(*a, iface.port)
+                    .map_err(|e| self.err(format!("interface[{i}].addrs[{j}]"), e.to_string()))?;
+            }
+        }
+        for (i, r) in raw.iter().enumerate() {
+            let prefix: Ipv4Cidr = r.prefix.parse().map_err(|e| {
+                self.err(format!("route[{i}].prefix"), format!("{:?} is not a prefix: {e}", r.prefix))
+            })?;
+            let via: Ipv4Addr = r.via.parse().map_err(|_| {
+                self.err(format!("route[{i}].via"), format!("{:?} is not an IPv4 address", r.via))
+            })?;
+            table
+                .add_via(prefix, via)
+                .map_err(|e| self.err(format!("route[{i}]"), e.to_string()))?;
+        }
+        Ok(table)
+    }
+
+    fn neighbours(&self, routes: &RouteTable, raw: &[RawNeighbour]) -> Result<Vec<StaticNeighbour>, ConfigError> {
+        let mut out = Vec::new();
+        for (i, n) in raw.iter().enumerate() {
+            let addr: Ipv4Addr = n.addr.parse().map_err(|_| {
+                self.err(format!("neighbour[{i}].addr"), format!("{:?} is not an IPv4 address", n.addr))
+            })?;
+            let mac: EthernetAddress = n.mac.parse().map_err(|_| {
+                self.err(format!("neighbour[{i}].mac"), format!("{:?} is not a MAC address", n.mac))
+            })?;
+            let port = match n.port {
+                Some(p) => p,
+                None => routes.connected_port(addr).ok_or_else(|| {
+                    self.err(
+                        format!("neighbour[{i}].addr"),
+                        format!("{addr} is on no interface's subnet; give its port"),
+                    )
+                })?,
+            };
+            out.push(StaticNeighbour { addr, mac, port });
+        }
+        Ok(out)
+    }
+
+    fn services(&self, raw: &[RawService]) -> Result<Vec<Service>, ConfigError> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for (i, s) in raw.iter().enumerate() {
+            let f = |name: &str| format!("service[{i}].{name}");
+            let vip = self.socket_addr(&f("vip"), &s.vip)?;
+            let proto: Proto = s
+                .proto
+                .parse()
+                .map_err(|_| self.err(f("proto"), format!("{:?}: expected \"tcp\" or \"udp\"", s.proto)))?;
+            let mode: ForwardMode = s.mode.parse().map_err(|_| {
+                self.err(f("mode"), format!("{:?}: expected \"nat\"", s.mode))
+            })?;
+            if mode != ForwardMode::Nat {
+                return Err(self.err(f("mode"), format!("{:?} is not supported yet; use \"nat\"", s.mode)));
+            }
+            let scheduler: SchedulerKind = s.scheduler.parse().map_err(|_| {
+                self.err(f("scheduler"), format!("{:?}: expected \"rr\" or \"wrr\"", s.scheduler))
+            })?;
+            if !seen.insert((proto, vip)) {
+                return Err(self.err(
+                    f("vip"),
+                    format!("{} {vip} is already a virtual service", proto.as_str()),
+                ));
+            }
+            if s.reals.is_empty() {
+                return Err(self.err(f("real"), "needs at least one [[service.real]]"));
+            }
+            let mut reals = Vec::new();
+            let mut seen_reals = HashSet::new();
+            for (j, r) in s.reals.iter().enumerate() {
+                let field = format!("service[{i}].real[{j}]");
+                let addr = self.socket_addr(&format!("{field}.addr"), &r.addr)?;
+                if !seen_reals.insert(addr) {
+                    return Err(self.err(format!("{field}.addr"), format!("{addr} is listed twice")));
+                }
+                if r.weight > MAX_WEIGHT {
+                    return Err(self.err(format!("{field}.weight"), format!("{} is above {MAX_WEIGHT}", r.weight)));
+                }
+                reals.push(RealServer {
+                    addr,
+                    weight: r.weight,
+                });
+            }
+            out.push(Service {
+                vip,
+                proto,
+                mode,
+                scheduler,
+                reals,
+            });
+        }
+        Ok(out)
+    }
+
+    fn socket_addr(&self, field: &str, text: &str) -> Result<SocketAddrV4, ConfigError> {
+        let addr: SocketAddrV4 = text
+            .parse()
+            .map_err(|_| self.err(field, format!("{text:?} is not an IPv4 address:port")))?;
+        if addr.port() == 0 {
+            return Err(self.err(field, "port 0 is not a service port"));
+        }
+        Ok(addr)
+    }
+
+    fn timeouts(&self, raw: &RawTimeouts) -> Result<Timeouts, ConfigError> {
+        let mut t = Timeouts::default();
+        for (name, v) in [("tcp", raw.tcp), ("tcp_fin", raw.tcp_fin), ("udp", raw.udp)] {
+            if v == Some(0) {
+                return Err(self.err(format!("timeouts.{name}"), "must be at least 1 second"));
+            }
+        }
+        if let Some(v) = raw.tcp {
+            t.established = v;
+        }
+        if let Some(v) = raw.tcp_fin {
+            t.fin_wait = v;
+        }
+        if let Some(v) = raw.udp {
+            t.udp = v;
+        }
+        Ok(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+[dpdk]
+eal = ["-l", "0-1", "--vdev=net_null0", "--vdev=net_null1"]
+[[interface]]
+port = 0
+addrs = ["10.10.0.1/24"]
+[[interface]]
+port = 1
+addrs = ["192.168.10.1/24"]
+"#;
+
+    fn with(extra: &str) -> Result<Config, ConfigError> {
+        Config::parse("test.toml", &format!("{BASE}{extra}"))
+    }
+
+    fn err(extra: &str) -> String {
+        with(extra).expect_err("config should be refused").to_string()
+    }
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let c = Config::parse("demo", EMBEDDED_DEFAULT).unwrap();
+        assert_eq!(c.services.len(), 1);
+        assert_eq!(c.services[0].reals.len(), 2);
+        assert_eq!(c.services[0].vip, "10.10.0.100:80".parse().unwrap());
+        assert_eq!(c.services[0].mode, ForwardMode::Nat);
+    }
+
+    #[test]
+    fn full_example_parses() {
+        let c = with(
+            r#"
+[[route]]
+prefix = "0.0.0.0/0"
+via = "10.10.0.254"
+[[neighbour]]
+addr = "10.10.0.254"
+mac = "02:00:00:00:00:01"
+[[service]]
+vip = "10.10.0.100:80"
+proto = "tcp"
+mode = "nat"
+scheduler = "wrr"
+[[service.real]]
+addr = "192.168.10.2:8080"
+weight = 2
+[[service.real]]
+addr = "192.168.10.3:8080"
+[timeouts]
+tcp = 600
+udp = 30
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.services[0].scheduler, SchedulerKind::Wrr);
+        assert_eq!(c.services[0].reals[1].weight, 1, "weight defaults to 1");
+        assert_eq!(c.neighbours[0].port, 0, "port from the connected route");
+        let nh = c.routes.lookup("8.8.8.8".parse().unwrap()).unwrap();
+        assert_eq!((nh.port, nh.addr), (0, "10.10.0.254".parse().unwrap()));
+        assert_eq!(c.timeouts.established, 600);
+        assert_eq!(c.timeouts.udp, 30);
+    }
+
+    #[test]
+    fn errors_name_file_and_field() {
+        let svc = |vip: &str, proto: &str, sched: &str, real: &str, weight: u32| {
+            format!(
+                "[[service]]\nvip = \"{vip}\"\nproto = \"{proto}\"\nscheduler = \"{sched}\"\n\
+                 [[service.real]]\naddr = \"{real}\"\nweight = {weight}\n"
+            )
+        };
+        let cases = [
+            (svc("10.10.0.300:80", "tcp", "rr", "192.168.10.2:80", 1), "service[0].vip"),
+            (svc("10.10.0.100:0", "tcp", "rr", "192.168.10.2:80", 1), "service[0].vip"),
+            (svc("10.10.0.100:80", "sctp", "rr", "192.168.10.2:80", 1), "service[0].proto"),
+            (svc("10.10.0.100:80", "tcp", "lc", "192.168.10.2:80", 1), "service[0].scheduler"),
+            (svc("10.10.0.100:80", "tcp", "rr", "192.168.10.2", 1), "service[0].real[0].addr"),
+            (svc("10.10.0.100:80", "tcp", "rr", "192.168.10.2:80", 70000), "service[0].real[0].weight"),
+            ("[[route]]\nprefix = \"10.1.0.0/33\"\nvia = \"10.10.0.254\"\n".into(), "route[0].prefix"),
+            ("[[route]]\nprefix = \"10.1.0.0/16\"\nvia = \"172.16.0.1\"\n".into(), "route[0]"),
+            ("[[route]]\nprefix = \"10.1.0.1/16\"\nvia = \"10.10.0.254\"\n".into(), "route[0]"),
+            ("[[neighbour]]\naddr = \"10.10.0.9\"\nmac = \"02:00:00:00:00\"\n".into(), "neighbour[0].mac"),
+            ("[[neighbour]]\naddr = \"172.16.0.9\"\nmac = \"02:00:00:00:00:01\"\n".into(), "neighbour[0].addr"),
+            ("[timeouts]\ntcp = 0\n".into(), "timeouts.tcp"),
+            ("[dataplane]\nmax_sessions = 0\n".into(), "dataplane.max_sessions"),
+        ];
+        for (extra, field) in cases {
+            let e = err(&extra);
+            assert!(e.starts_with("test.toml: "), "{e}");
+            assert!(e.contains(&format!(": {field}: ")), "expected field {field} in: {e}");
+        }
+    }
+
+    #[test]
+    fn structural_errors() {
+        let dup = "[[service]]\nvip = \"10.10.0.100:80\"\nproto = \"tcp\"\n[[service.real]]\naddr = \"192.168.10.2:80\"\n";
+        let e = err(&format!("{dup}{dup}"));
+        assert!(e.contains("service[1].vip") && e.contains("already"), "{e}");
+        let e = err("[[service]]\nvip = \"10.10.0.100:80\"\nproto = \"tcp\"\n");
+        assert!(e.contains("service[0].real"), "{e}");
+        let e = err("[[service]]\nvip = \"10.10.0.100:80\"\nproto = \"tcp\"\nmode = \"dr\"\n[[service.real]]\naddr = \"192.168.10.2:80\"\n");
+        assert!(e.contains("service[0].mode"), "{e}");
+        // Unknown keys are refused, with toml's own location.
+        let e = err("[[service]]\nvip = \"10.10.0.100:80\"\nprotocol = \"tcp\"\n");
+        assert!(e.contains("test.toml") && e.contains("protocol"), "{e}");
+        let e = Config::parse("x.toml", "[[interface]]\nport = 0\naddrs = []\n").unwrap_err().to_string();
+        assert!(e.contains("dpdk"), "{e}");
+        let e = Config::parse("x.toml", "[dpdk]\neal = [\"-l\", \"0-1\"]\n").unwrap_err().to_string();
+        assert!(e.contains("x.toml: interface"), "{e}");
+        let e = err("[[interface]]\nport = 1\naddrs = [\"192.168.20.1/24\"]\n");
+        assert!(e.contains("interface[2].port"), "{e}");
+    }
+
+    #[test]
+    fn unreadable_file_is_a_clear_error() {
+        let e = Config::load(Path::new("/nonexistent/sluice.toml")).unwrap_err();
+        assert_eq!(e.file, "/nonexistent/sluice.toml");
+        assert!(e.reason.contains("cannot read"));
+    }
+}

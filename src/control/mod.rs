@@ -1,0 +1,4 @@
+//! The control side: configuration now; the API, CLI and metrics later.
+//! Nothing here runs per packet.
+
+pub mod config;

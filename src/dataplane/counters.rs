@@ -1,0 +1,157 @@
+//! Named per-worker counters. Every packet sluice does not send on has a
+//! reason here, so "where did my packet go" always has an answer.
+
+/// Declares the counters once: the enum, their names and their order.
+macro_rules! counters {
+    ($($(#[$doc:meta])* $variant:ident => $name:literal,)*) => {
+        /// One counter. `Counter::name()` is the operator-facing name.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        #[repr(usize)]
+        pub enum Counter {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl Counter {
+            pub const ALL: &'static [Counter] = &[$(Counter::$variant,)*];
+            pub const COUNT: usize = Self::ALL.len();
+
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Counter::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+counters! {
+    RxPackets => "rx_packets",
+    TxPackets => "tx_packets",
+    /// The tx queue stayed full; the packet was freed.
+    DropTxFull => "drop_tx_full",
+    ArpRequestsAnswered => "arp_requests_answered",
+    ArpRepliesLearned => "arp_replies_learned",
+    ArpRequestsSent => "arp_requests_sent",
+    GarpSent => "garp_sent",
+    IcmpEchoAnswered => "icmp_echo_answered",
+    /// Packets translated client -> real server (IPVS InPkts).
+    InPkts => "in_pkts",
+    /// Packets translated real server -> client (IPVS OutPkts).
+    OutPkts => "out_pkts",
+    /// Sessions created (IPVS Conns).
+    Conns => "conns",
+    SessionsExpired => "sessions_expired",
+    /// Unicast frame for another station (ports run promiscuous).
+    DropNotForUs => "drop_not_for_us",
+    /// A frame we sent ourselves, seen again on receive.
+    DropOwnFrame => "drop_own_frame",
+    DropUnknownEthertype => "drop_unknown_ethertype",
+    /// Shorter than an Ethernet header, or a chained mbuf.
+    DropMalformedEth => "drop_malformed_eth",
+    DropMalformedArp => "drop_malformed_arp",
+    /// ARP for an address sluice does not own.
+    DropArpNotOurs => "drop_arp_not_ours",
+    /// Bad version, IHL or total length.
+    DropMalformedIpv4 => "drop_malformed_ipv4",
+    DropBadIpv4Checksum => "drop_bad_ipv4_checksum",
+    /// Truncated TCP/UDP/ICMP header, or bad TCP data offset/UDP length.
+    DropMalformedL4 => "drop_malformed_l4",
+    /// IP fragments are not reassembled.
+    DropFragment => "drop_fragment",
+    DropTtlExceeded => "drop_ttl_exceeded",
+    /// To one of our addresses, but no virtual service on that port/proto.
+    DropNoService => "drop_no_service",
+    /// To an address sluice neither owns nor has a session for: never
+    /// forwarded.
+    DropNotServed => "drop_not_served",
+    /// TCP without SYN and no session (IPVS only creates on SYN).
+    DropNoSession => "drop_no_session",
+    /// Every real server of the service has weight 0.
+    DropNoRealServer => "drop_no_real_server",
+    DropSessionTableFull => "drop_session_table_full",
+    /// The reply key of a new session is already taken by another session.
+    DropSessionConflict => "drop_session_conflict",
+    DropNoRoute => "drop_no_route",
+    DropNeighbourQueueFull => "drop_neighbour_queue_full",
+    DropNeighbourTableFull => "drop_neighbour_table_full",
+    /// Waited on ARP, which never answered.
+    DropNeighbourUnresolved => "drop_neighbour_unresolved",
+    /// ICMP that is neither an echo request to us nor handled otherwise.
+    DropIcmpUnhandled => "drop_icmp_unhandled",
+    /// An IP protocol other than TCP, UDP or ICMP to one of our addresses.
+    DropUnsupportedL4 => "drop_unsupported_l4",
+    /// No buffer for a packet sluice wanted to originate (ARP).
+    DropMbufExhausted => "drop_mbuf_exhausted",
+}
+
+/// A worker's counters. Written only by its worker (no atomics needed on
+/// the packet path); read by the main lcore when the worker hands them back.
+#[derive(Debug, Clone)]
+pub struct Counters {
+    values: [u64; Counter::COUNT],
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            values: [0; Counter::COUNT],
+        }
+    }
+}
+
+impl Counters {
+    #[inline]
+    pub fn inc(&mut self, c: Counter) {
+        self.values[c as usize] += 1;
+    }
+
+    #[inline]
+    pub fn add(&mut self, c: Counter, n: u64) {
+        self.values[c as usize] += n;
+    }
+
+    pub fn get(&self, c: Counter) -> u64 {
+        self.values[c as usize]
+    }
+
+    /// Adds another worker's counters into these.
+    pub fn merge(&mut self, other: &Counters) {
+        for (a, b) in self.values.iter_mut().zip(other.values.iter()) {
+            *a += b;
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        Counter::ALL.iter().map(|&c| (c.name(), self.get(c)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_snake_case() {
+        let mut names: Vec<_> = Counter::ALL.iter().map(|c| c.name()).collect();
+        assert!(names
+            .iter()
+            .all(|n| n.chars().all(|ch| ch.is_ascii_lowercase() || ch == '_' || ch.is_ascii_digit())));
+        names.sort();
+        let before = names.len();
+        names.dedup();
+        assert_eq!(before, names.len());
+    }
+
+    #[test]
+    fn inc_add_merge() {
+        let mut a = Counters::default();
+        a.inc(Counter::RxPackets);
+        a.add(Counter::DropFragment, 3);
+        let mut b = Counters::default();
+        b.inc(Counter::RxPackets);
+        b.merge(&a);
+        assert_eq!(b.get(Counter::RxPackets), 2);
+        assert_eq!(b.get(Counter::DropFragment), 3);
+        assert!(b.iter().any(|(n, v)| n == "drop_fragment" && v == 3));
+    }
+}

@@ -1,0 +1,13 @@
+//! The data plane: the per-packet pipeline (pure, testable without DPDK),
+//! the configuration snapshot it runs on, its counters, and the worker
+//! loop that feeds it from DPDK ports.
+
+pub mod counters;
+pub mod pipeline;
+pub mod snapshot;
+pub mod runtime;
+pub mod worker;
+
+pub use counters::{Counter, Counters};
+pub use pipeline::{Io, PacketBuf, Pipeline};
+pub use snapshot::Snapshot;

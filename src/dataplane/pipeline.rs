@@ -1,0 +1,589 @@
+//! The per-packet pipeline: classify a frame, answer what is addressed to
+//! sluice (ARP, ICMP echo), translate what belongs to a virtual service,
+//! pick the next hop, drop the rest with a named reason.
+//!
+//! No DPDK in here: packets are any `PacketBuf` (an mbuf in production, a
+//! Vec in tests) and the outside world is an `Io`, so unit tests, fuzzers
+//! and benchmarks drive exactly the code that runs on the workers.
+
+use super::counters::{Counter, Counters};
+use super::snapshot::Snapshot;
+use crate::lb::nat;
+use crate::lb::scheduler::Scheduler;
+use crate::lb::session::{ConnState, FlowKey, InsertError, Session, SessionTable};
+use crate::lb::tcp_state::{self, Direction, TcpFlags, TcpState};
+use crate::lb::Proto;
+use crate::net::neighbour::{Enqueue, NeighbourConfig, NeighbourEvent, NeighbourTable};
+use crate::net::route::NextHop;
+use crate::wire::arp::{operation, ArpPacket, ArpRepr};
+use crate::wire::ethernet::ethertype;
+use crate::wire::icmpv4::{msg_type, Icmpv4Packet};
+use crate::wire::ipv4::protocol;
+use crate::wire::{checksum, EthernetAddress, EthernetFrame, Ipv4Packet, TcpPacket, UdpPacket};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::Arc;
+
+/// A packet buffer the pipeline can read and rewrite.
+pub trait PacketBuf {
+    fn data(&self) -> &[u8];
+    fn data_mut(&mut self) -> &mut [u8];
+    /// Sets the length of a fresh buffer; false if it does not fit.
+    fn set_len(&mut self, len: usize) -> bool;
+}
+
+/// Where the pipeline's output goes.
+pub trait Io<P> {
+    /// Queues `pkt` for transmission on `port`.
+    fn send(&mut self, port: u16, pkt: P);
+    /// A new empty buffer for a packet sluice originates (ARP).
+    fn alloc(&mut self) -> Option<P>;
+}
+
+/// What to do with a frame once it has been looked at.
+enum Verdict {
+    /// Complete frame (L2 included): send on this port.
+    Transmit(u16),
+    /// Rewritten IPv4 packet: resolve the next hop's MAC, then send.
+    Forward(NextHop),
+    /// Fully handled (e.g. an ARP reply that was learned); free it.
+    Consumed,
+    Drop(Counter),
+}
+
+/// The parts of a validated IPv4 header the pipeline needs.
+#[derive(Clone, Copy)]
+struct Ipv4Info {
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    /// Offset of the L4 header within the frame, and end of the IP packet.
+    l4_start: usize,
+    l4_end: usize,
+}
+
+/// TCP/UDP ports and TCP flags of a validated L4 header.
+#[derive(Clone, Copy)]
+struct L4Info {
+    proto: Proto,
+    sport: u16,
+    dport: u16,
+    flags: TcpFlags,
+}
+
+/// Ethernet + ARP for IPv4, as sluice sends it (padded to the minimum frame).
+const ARP_FRAME_LEN: usize = 60;
+const ETH_LEN: usize = EthernetFrame::<&[u8]>::HEADER_LEN;
+/// TTL of packets sluice originates (echo replies).
+const DEFAULT_TTL: u8 = 64;
+/// Sessions reclaimed per `poll` at most, so a mass expiry cannot stall rx.
+const EXPIRE_BUDGET: usize = 4096;
+
+/// One worker's pipeline: its sessions, neighbours and schedulers, and the
+/// configuration snapshot it runs on.
+pub struct Pipeline<P> {
+    snap: Arc<Snapshot>,
+    /// Per-service scheduler state, owned by this worker.
+    schedulers: Vec<Scheduler>,
+    sessions: SessionTable,
+    neighbours: NeighbourTable<P>,
+    counters: Counters,
+}
+
+impl<P: PacketBuf> Pipeline<P> {
+    pub fn new(snap: Arc<Snapshot>) -> Self {
+        let schedulers = snap
+            .services
+            .iter()
+            .map(|(_, s)| Scheduler::new(s.scheduler, &s.weights().collect::<Vec<_>>()))
+            .collect();
+        let mut neighbours = NeighbourTable::new(NeighbourConfig {
+            capacity: snap.max_neighbours,
+            ..NeighbourConfig::default()
+        });
+        for n in &snap.neighbours {
+            // The snapshot validated ports; a full table only refuses extras.
+            let _ = neighbours.add_static(n.addr, n.mac.0, n.port);
+        }
+        Pipeline {
+            sessions: SessionTable::with_capacity(snap.max_sessions),
+            schedulers,
+            neighbours,
+            counters: Counters::default(),
+            snap,
+        }
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    pub fn counters_mut(&mut self) -> &mut Counters {
+        &mut self.counters
+    }
+
+    pub fn sessions(&self) -> &SessionTable {
+        &self.sessions
+    }
+
+    pub fn neighbours(&self) -> &NeighbourTable<P> {
+        &self.neighbours
+    }
+
+    /// Handles one received frame.
+    #[inline]
+    pub fn process(&mut self, in_port: u16, mut pkt: P, now: u64, io: &mut impl Io<P>) {
+        self.counters.inc(Counter::RxPackets);
+        match self.classify(in_port, pkt.data_mut(), now, io) {
+            Verdict::Transmit(port) => io.send(port, pkt),
+            Verdict::Forward(nh) => self.forward(nh, pkt, now, io),
+            Verdict::Consumed => {}
+            Verdict::Drop(reason) => self.counters.inc(reason),
+        }
+    }
+
+    /// Timers, called every few milliseconds (never per packet): session
+    /// expiry and ARP retransmission/aging.
+    pub fn poll(&mut self, now: u64, io: &mut impl Io<P>) {
+        let counters = &mut self.counters;
+        self.sessions.expire(now, EXPIRE_BUDGET, |_| counters.inc(Counter::SessionsExpired));
+
+        // Collect first: the events borrow the table, the sends need self.
+        let mut requests: arrayvec::ArrayVec<(Ipv4Addr, u16, Option<[u8; 6]>), 64> =
+            arrayvec::ArrayVec::new();
+        let counters = &mut self.counters;
+        self.neighbours.poll(now, |event| match event {
+            NeighbourEvent::SendRequest { ip, port, target_mac } => {
+                if requests.try_push((ip, port, target_mac)).is_err() {
+                    // Retried on the next poll.
+                }
+            }
+            NeighbourEvent::Unresolved(pkt) => {
+                drop(pkt);
+                counters.inc(Counter::DropNeighbourUnresolved);
+            }
+        });
+        for (ip, port, mac) in requests {
+            self.send_arp_request(port, ip, mac.map(EthernetAddress), io);
+        }
+    }
+
+    /// Gratuitous ARP for every VIP, on the ports whose subnet holds it (all
+    /// ports if none does), so switches and neighbours learn where it lives.
+    pub fn announce(&mut self, io: &mut impl Io<P>) {
+        let snap = Arc::clone(&self.snap);
+        for vip in snap.services.vips() {
+            let on_subnet: Vec<u16> = snap
+                .ports
+                .iter()
+                .filter(|p| p.addrs.iter().any(|a| a.contains(vip)))
+                .map(|p| p.id)
+                .collect();
+            let ports: Vec<u16> = if on_subnet.is_empty() {
+                snap.ports.iter().map(|p| p.id).collect()
+            } else {
+                on_subnet
+            };
+            for port in ports {
+                let repr = ArpRepr {
+                    operation: operation::REQUEST,
+                    sender_hw: snap.ports[port as usize].mac,
+                    sender_ip: vip,
+                    target_hw: EthernetAddress([0; 6]),
+                    target_ip: vip,
+                };
+                if self.send_arp(port, EthernetAddress::BROADCAST, &repr, io) {
+                    self.counters.inc(Counter::GarpSent);
+                }
+            }
+        }
+    }
+
+    fn classify(&mut self, in_port: u16, frame: &mut [u8], now: u64, io: &mut impl Io<P>) -> Verdict {
+        let Some(port) = self.snap.ports.get(in_port as usize) else {
+            return Verdict::Drop(Counter::DropNotForUs);
+        };
+        let port_mac = port.mac;
+        let Ok(eth) = EthernetFrame::new_checked(&*frame) else {
+            return Verdict::Drop(Counter::DropMalformedEth);
+        };
+        let (src_mac, dst_mac, ethertype) = (eth.src_addr(), eth.dst_addr(), eth.ethertype());
+        if src_mac == port_mac {
+            return Verdict::Drop(Counter::DropOwnFrame);
+        }
+        if dst_mac != port_mac && !dst_mac.is_broadcast() {
+            return Verdict::Drop(Counter::DropNotForUs);
+        }
+        match ethertype {
+            ethertype::IPV4 => self.ipv4(in_port, frame, now),
+            ethertype::ARP => self.arp(in_port, frame, now, io),
+            _ => Verdict::Drop(Counter::DropUnknownEthertype),
+        }
+    }
+
+    // ---- ARP ----
+
+    fn arp(&mut self, in_port: u16, frame: &mut [u8], now: u64, io: &mut impl Io<P>) -> Verdict {
+        let Ok(arp) = ArpPacket::new_checked(&frame[ETH_LEN..]) else {
+            return Verdict::Drop(Counter::DropMalformedArp);
+        };
+        let req = ArpRepr::parse(&arp);
+        let port_mac = self.snap.ports[in_port as usize].mac;
+        let ours = self.snap.answers_arp(in_port, req.target_ip);
+
+        // Learn the sender, creating an entry only when it talks to us (as
+        // Linux does), so a chatty LAN cannot fill the table.
+        if !req.sender_ip.is_unspecified() && req.sender_hw.is_unicast() {
+            let released = self.neighbours.learn(req.sender_ip, req.sender_hw.0, in_port, now, ours);
+            for mut pkt in released {
+                write_l2(pkt.data_mut(), port_mac, req.sender_hw);
+                io.send(in_port, pkt);
+            }
+        }
+        if !ours {
+            return Verdict::Drop(Counter::DropArpNotOurs);
+        }
+        match req.operation {
+            operation::REQUEST => {
+                let reply = ArpRepr {
+                    operation: operation::REPLY,
+                    sender_hw: port_mac,
+                    sender_ip: req.target_ip,
+                    target_hw: req.sender_hw,
+                    target_ip: req.sender_ip,
+                };
+                reply.emit(&mut ArpPacket::new_unchecked(&mut frame[ETH_LEN..]));
+                let src = EthernetFrame::new_unchecked(&*frame).src_addr();
+                write_l2(frame, port_mac, src);
+                self.counters.inc(Counter::ArpRequestsAnswered);
+                Verdict::Transmit(in_port)
+            }
+            operation::REPLY => {
+                self.counters.inc(Counter::ArpRepliesLearned);
+                Verdict::Consumed
+            }
+            _ => Verdict::Drop(Counter::DropMalformedArp),
+        }
+    }
+
+    /// Sends an ARP request for `target` out of `port` (broadcast, or
+    /// unicast to `to` when re-probing a known neighbour).
+    fn send_arp_request(&mut self, port: u16, target: Ipv4Addr, to: Option<EthernetAddress>, io: &mut impl Io<P>) {
+        let Some(sender_ip) = self.snap.source_addr(port, target) else {
+            return;
+        };
+        let repr = ArpRepr {
+            operation: operation::REQUEST,
+            sender_hw: self.snap.ports[port as usize].mac,
+            sender_ip,
+            target_hw: EthernetAddress([0; 6]),
+            target_ip: target,
+        };
+        if self.send_arp(port, to.unwrap_or(EthernetAddress::BROADCAST), &repr, io) {
+            self.counters.inc(Counter::ArpRequestsSent);
+        }
+    }
+
+    fn send_arp(&mut self, port: u16, dst: EthernetAddress, repr: &ArpRepr, io: &mut impl Io<P>) -> bool {
+        let Some(mut pkt) = io.alloc() else {
+            self.counters.inc(Counter::DropMbufExhausted);
+            return false;
+        };
+        if !pkt.set_len(ARP_FRAME_LEN) {
+            self.counters.inc(Counter::DropMbufExhausted);
+            return false;
+        }
+        let frame = pkt.data_mut();
+        frame.fill(0);
+        let mut eth = EthernetFrame::new_unchecked(&mut *frame);
+        eth.set_dst_addr(dst);
+        eth.set_src_addr(self.snap.ports[port as usize].mac);
+        eth.set_ethertype(ethertype::ARP);
+        let mut arp = ArpPacket::new_unchecked(&mut frame[ETH_LEN..]);
+        arp.set_header();
+        repr.emit(&mut arp);
+        io.send(port, pkt);
+        true
+    }
+
+    // ---- IPv4 ----
+
+    fn ipv4(&mut self, in_port: u16, frame: &mut [u8], now: u64) -> Verdict {
+        let info = match parse_ipv4(frame) {
+            Ok(info) => info,
+            Err(reason) => return Verdict::Drop(reason),
+        };
+        let proto = frame[ETH_LEN + 9];
+        if self.snap.is_local(info.dst) {
+            return match proto {
+                protocol::TCP | protocol::UDP => match parse_l4(frame, &info, proto) {
+                    Ok(l4) => self.inbound(frame, &info, &l4, now),
+                    Err(reason) => Verdict::Drop(reason),
+                },
+                protocol::ICMP => self.icmp_local(in_port, frame, &info),
+                _ => Verdict::Drop(Counter::DropUnsupportedL4),
+            };
+        }
+        match proto {
+            protocol::TCP | protocol::UDP => match parse_l4(frame, &info, proto) {
+                Ok(l4) => self.outbound(frame, &info, &l4, now),
+                Err(reason) => Verdict::Drop(reason),
+            },
+            _ => Verdict::Drop(Counter::DropNotServed),
+        }
+    }
+
+    /// Client -> VIP: find or create the session, DNAT to the real server.
+    fn inbound(&mut self, frame: &mut [u8], ip: &Ipv4Info, l4: &L4Info, now: u64) -> Verdict {
+        let key = FlowKey {
+            proto: l4.proto,
+            src: ip.src,
+            sport: l4.sport,
+            dst: ip.dst,
+            dport: l4.dport,
+        };
+        let id = match self.sessions.lookup_inbound(&key) {
+            Some(id) => id,
+            None => match self.new_session(key, l4, now) {
+                Ok(id) => id,
+                Err(reason) => return Verdict::Drop(reason),
+            },
+        };
+        let timeouts = &self.snap.timeouts;
+        let Some(s) = self.sessions.get_mut(id) else {
+            return Verdict::Drop(Counter::DropNoSession);
+        };
+        s.state = next_state(s.state, Direction::Inbound, l4.flags);
+        s.in_pkts += 1;
+        let expires = now + timeout_ms(timeouts, s.state);
+        // Inbound packets become the reverse of the reply key.
+        let (src, dst) = (
+            SocketAddrV4::new(s.outbound.dst, s.outbound.dport),
+            SocketAddrV4::new(s.outbound.src, s.outbound.sport),
+        );
+        self.sessions.set_expires(id, expires);
+        self.counters.inc(Counter::InPkts);
+        self.rewrite_and_route(frame, ip, l4.proto, src, dst)
+    }
+
+    fn new_session(&mut self, key: FlowKey, l4: &L4Info, now: u64) -> Result<u32, Counter> {
+        let Some(svc_id) = self.snap.services.find(key.proto, SocketAddrV4::new(key.dst, key.dport)) else {
+            return Err(Counter::DropNoService);
+        };
+        // IPVS creates TCP sessions only on a SYN: anything else for an
+        // unknown connection is stale or forged.
+        if l4.proto == Proto::Tcp && !(l4.flags.syn && !l4.flags.ack && !l4.flags.rst) {
+            return Err(Counter::DropNoSession);
+        }
+        let Some(real_idx) = self.schedulers[svc_id as usize].pick() else {
+            return Err(Counter::DropNoRealServer);
+        };
+        let Some(real) = self.snap.services.get(svc_id).and_then(|s| s.reals.get(real_idx)) else {
+            return Err(Counter::DropNoRealServer);
+        };
+        let real = real.addr;
+        let state = match l4.proto {
+            Proto::Tcp => ConnState::Tcp(TcpState::None),
+            Proto::Udp => ConnState::Udp,
+        };
+        let session = Session {
+            inbound: key,
+            // NAT: the real server answers the client directly (through us).
+            outbound: FlowKey {
+                proto: key.proto,
+                src: *real.ip(),
+                sport: real.port(),
+                dst: key.src,
+                dport: key.sport,
+            },
+            service: svc_id,
+            real: real_idx as u32,
+            state,
+            expires: now,
+            in_pkts: 0,
+            out_pkts: 0,
+        };
+        match self.sessions.insert(session) {
+            Ok(id) => {
+                self.counters.inc(Counter::Conns);
+                Ok(id)
+            }
+            Err(InsertError::Full) => Err(Counter::DropSessionTableFull),
+            Err(InsertError::Exists) => Err(Counter::DropSessionConflict),
+        }
+    }
+
+    /// Real server -> client: SNAT back to the VIP. Without a session the
+    /// packet is not ours to forward.
+    fn outbound(&mut self, frame: &mut [u8], ip: &Ipv4Info, l4: &L4Info, now: u64) -> Verdict {
+        let key = FlowKey {
+            proto: l4.proto,
+            src: ip.src,
+            sport: l4.sport,
+            dst: ip.dst,
+            dport: l4.dport,
+        };
+        let Some(id) = self.sessions.lookup_outbound(&key) else {
+            return Verdict::Drop(Counter::DropNotServed);
+        };
+        let timeouts = &self.snap.timeouts;
+        let Some(s) = self.sessions.get_mut(id) else {
+            return Verdict::Drop(Counter::DropNotServed);
+        };
+        s.state = next_state(s.state, Direction::Outbound, l4.flags);
+        s.out_pkts += 1;
+        let expires = now + timeout_ms(timeouts, s.state);
+        let (src, dst) = (
+            SocketAddrV4::new(s.inbound.dst, s.inbound.dport),
+            SocketAddrV4::new(s.inbound.src, s.inbound.sport),
+        );
+        self.sessions.set_expires(id, expires);
+        self.counters.inc(Counter::OutPkts);
+        self.rewrite_and_route(frame, ip, l4.proto, src, dst)
+    }
+
+    fn rewrite_and_route(
+        &mut self,
+        frame: &mut [u8],
+        ip: &Ipv4Info,
+        proto: Proto,
+        src: SocketAddrV4,
+        dst: SocketAddrV4,
+    ) -> Verdict {
+        let Some(nh) = self.snap.routes.lookup(*dst.ip()) else {
+            return Verdict::Drop(Counter::DropNoRoute);
+        };
+        let packet = &mut frame[ETH_LEN..ip.l4_end];
+        if !nat::decrement_ttl(packet) {
+            return Verdict::Drop(Counter::DropTtlExceeded);
+        }
+        nat::translate(packet, ip.l4_start - ETH_LEN, proto, src, dst);
+        Verdict::Forward(nh)
+    }
+
+    /// Sends a routed packet once the next hop's MAC is known; queues it
+    /// (bounded) behind an ARP request otherwise.
+    fn forward(&mut self, nh: NextHop, mut pkt: P, now: u64, io: &mut impl Io<P>) {
+        let port_mac = self.snap.ports[nh.port as usize].mac;
+        if let Some(mac) = self.neighbours.lookup(nh.addr, now) {
+            write_l2(pkt.data_mut(), port_mac, EthernetAddress(mac));
+            io.send(nh.port, pkt);
+            return;
+        }
+        match self.neighbours.enqueue(nh.addr, nh.port, pkt, now) {
+            Enqueue::Queued { send_request } => {
+                if send_request {
+                    self.send_arp_request(nh.port, nh.addr, None, io);
+                }
+            }
+            Enqueue::QueueFull(pkt) => {
+                drop(pkt);
+                self.counters.inc(Counter::DropNeighbourQueueFull);
+            }
+            Enqueue::TableFull(pkt) => {
+                drop(pkt);
+                self.counters.inc(Counter::DropNeighbourTableFull);
+            }
+        }
+    }
+
+    /// ICMP to one of our addresses: echo requests are answered in place.
+    fn icmp_local(&mut self, in_port: u16, frame: &mut [u8], ip: &Ipv4Info) -> Verdict {
+        let Ok(mut icmp) = Icmpv4Packet::new_checked(&mut frame[ip.l4_start..ip.l4_end]) else {
+            return Verdict::Drop(Counter::DropMalformedL4);
+        };
+        if icmp.msg_type() != msg_type::ECHO_REQUEST {
+            return Verdict::Drop(Counter::DropIcmpUnhandled);
+        }
+        // Type and code share one checksummed word; only the type changes.
+        let word = |t: u8, code: u8| u16::from_be_bytes([t, code]);
+        let code = icmp.msg_code();
+        let sum = checksum::update_u16(
+            icmp.checksum(),
+            word(msg_type::ECHO_REQUEST, code),
+            word(msg_type::ECHO_REPLY, code),
+        );
+        icmp.set_msg_type(msg_type::ECHO_REPLY);
+        icmp.set_checksum(sum);
+
+        let mut pkt = Ipv4Packet::new_unchecked(&mut frame[ETH_LEN..ip.l4_end]);
+        pkt.set_src_addr(ip.dst);
+        pkt.set_dst_addr(ip.src);
+        pkt.set_ttl(DEFAULT_TTL);
+        pkt.fill_checksum();
+
+        let port_mac = self.snap.ports[in_port as usize].mac;
+        let peer = EthernetFrame::new_unchecked(&*frame).src_addr();
+        write_l2(frame, port_mac, peer);
+        self.counters.inc(Counter::IcmpEchoAnswered);
+        Verdict::Transmit(in_port)
+    }
+}
+
+#[inline]
+fn write_l2(frame: &mut [u8], src: EthernetAddress, dst: EthernetAddress) {
+    let mut eth = EthernetFrame::new_unchecked(frame);
+    eth.set_src_addr(src);
+    eth.set_dst_addr(dst);
+}
+
+/// Validates the IPv4 header (lengths, checksum, no fragments).
+#[inline]
+fn parse_ipv4(frame: &[u8]) -> Result<Ipv4Info, Counter> {
+    let ip = Ipv4Packet::new_checked(&frame[ETH_LEN..]).map_err(|_| Counter::DropMalformedIpv4)?;
+    if !ip.verify_checksum() {
+        return Err(Counter::DropBadIpv4Checksum);
+    }
+    if ip.is_fragment() {
+        return Err(Counter::DropFragment);
+    }
+    Ok(Ipv4Info {
+        src: ip.src_addr(),
+        dst: ip.dst_addr(),
+        l4_start: ETH_LEN + ip.header_len() as usize,
+        l4_end: ETH_LEN + ip.total_len() as usize,
+    })
+}
+
+/// Validates the TCP/UDP header and reads its ports (and TCP flags).
+#[inline]
+fn parse_l4(frame: &[u8], ip: &Ipv4Info, proto: u8) -> Result<L4Info, Counter> {
+    let l4 = &frame[ip.l4_start..ip.l4_end];
+    if proto == protocol::TCP {
+        let tcp = TcpPacket::new_checked(l4).map_err(|_| Counter::DropMalformedL4)?;
+        Ok(L4Info {
+            proto: Proto::Tcp,
+            sport: tcp.src_port(),
+            dport: tcp.dst_port(),
+            flags: TcpFlags {
+                syn: tcp.syn(),
+                ack: tcp.ack(),
+                fin: tcp.fin(),
+                rst: tcp.rst(),
+            },
+        })
+    } else {
+        let udp = UdpPacket::new_checked(l4).map_err(|_| Counter::DropMalformedL4)?;
+        Ok(L4Info {
+            proto: Proto::Udp,
+            sport: udp.src_port(),
+            dport: udp.dst_port(),
+            flags: TcpFlags::default(),
+        })
+    }
+}
+
+#[inline]
+fn next_state(state: ConnState, dir: Direction, flags: TcpFlags) -> ConnState {
+    match state {
+        ConnState::Tcp(s) => ConnState::Tcp(tcp_state::transition(s, dir, flags)),
+        ConnState::Udp => ConnState::Udp,
+    }
+}
+
+#[inline]
+fn timeout_ms(t: &tcp_state::Timeouts, state: ConnState) -> u64 {
+    let secs = match state {
+        ConnState::Tcp(s) => t.tcp(s),
+        ConnState::Udp => t.udp,
+    };
+    secs as u64 * 1000
+}

@@ -1,0 +1,33 @@
+//! The edge: a thin, safe layer over DPDK (EAL, mempools, mbufs, ports,
+//! lcores). Nothing above `dataplane::worker` touches DPDK; the packet core
+//! sees only byte slices.
+
+mod eal;
+mod error;
+mod lcore;
+mod mbuf;
+mod mempool;
+mod port;
+
+pub use eal::Eal;
+pub use error::DpdkError;
+pub use lcore::{worker_lcores, LcoreJoin};
+pub use mbuf::Mbuf;
+pub use mempool::Mempool;
+pub use port::{rx_burst, tx_burst, LinkStatus, Port, PortInfo, PortSetup};
+
+/// The largest burst handed to or taken from a queue at once.
+pub const BURST: usize = 32;
+
+/// Time-stamp counter of this core: cheap (no syscall), monotonic.
+#[inline]
+pub fn tsc() -> u64 {
+    // SAFETY: reads the CPU's time-stamp counter; no memory is touched.
+    unsafe { dpdk_sys::rte_rdtsc() }
+}
+
+/// TSC ticks per second, as measured by EAL at start.
+pub fn tsc_hz() -> u64 {
+    // SAFETY: plain getter of a value EAL set during rte_eal_init.
+    unsafe { dpdk_sys::rte_get_tsc_hz() }
+}

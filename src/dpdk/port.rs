@@ -1,0 +1,212 @@
+//! Ethernet ports: set-up, link state, rx/tx bursts.
+
+use super::{DpdkError, Mbuf, Mempool, BURST};
+use crate::wire::EthernetAddress;
+use arrayvec::ArrayVec;
+use dpdk_sys as sys;
+use std::ffi::CStr;
+
+/// How to set a port up.
+#[derive(Debug, Clone, Copy)]
+pub struct PortSetup {
+    pub rx_queues: u16,
+    pub tx_queues: u16,
+    pub rx_desc: u16,
+    pub tx_desc: u16,
+}
+
+impl Default for PortSetup {
+    fn default() -> Self {
+        PortSetup {
+            rx_queues: 1,
+            tx_queues: 1,
+            rx_desc: 1024,
+            tx_desc: 1024,
+        }
+    }
+}
+
+/// What the driver says the port can do (recorded at set-up; offloads are
+/// used by later stages).
+#[derive(Debug, Clone)]
+pub struct PortInfo {
+    pub driver: String,
+    pub max_rx_queues: u16,
+    pub max_tx_queues: u16,
+    pub rx_offload_capa: u64,
+    pub tx_offload_capa: u64,
+    pub flow_type_rss_offloads: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkStatus {
+    pub up: bool,
+    pub speed_mbps: u32,
+}
+
+/// A started ethdev port. Queues are used by one lcore each.
+pub struct Port {
+    id: u16,
+    mac: EthernetAddress,
+    info: PortInfo,
+}
+
+impl Port {
+    /// Configures `id` with the queues in `setup`, all rx queues filling
+    /// from `pool`, and starts it in promiscuous mode.
+    pub fn start(id: u16, setup: PortSetup, pool: &Mempool) -> Result<Port, DpdkError> {
+        let info = Self::query_info(id)?;
+        let call = |what: &str| format!("{what}(port {id})");
+
+        // SAFETY: zeroed rte_eth_conf is DPDK's "all defaults".
+        let conf: sys::rte_eth_conf = unsafe { std::mem::zeroed() };
+        // SAFETY: valid port id (checked by dev_info_get), conf outlives the call.
+        let rc = unsafe {
+            sys::rte_eth_dev_configure(id, setup.rx_queues, setup.tx_queues, &conf)
+        };
+        if rc < 0 {
+            return Err(DpdkError::new(call("rte_eth_dev_configure"), rc));
+        }
+        let mut rx_desc = setup.rx_desc;
+        let mut tx_desc = setup.tx_desc;
+        // SAFETY: the pointers are to live locals.
+        let rc = unsafe { sys::rte_eth_dev_adjust_nb_rx_tx_desc(id, &mut rx_desc, &mut tx_desc) };
+        if rc < 0 {
+            return Err(DpdkError::new(call("rte_eth_dev_adjust_nb_rx_tx_desc"), rc));
+        }
+        // SAFETY: valid port.
+        let socket = unsafe { sys::rte_eth_dev_socket_id(id) };
+        let socket = if socket < 0 { 0 } else { socket as u32 };
+        for q in 0..setup.rx_queues {
+            // SAFETY: null rx_conf = driver defaults; the pool outlives the port.
+            let rc = unsafe {
+                sys::rte_eth_rx_queue_setup(id, q, rx_desc, socket, std::ptr::null(), pool.as_ptr())
+            };
+            if rc < 0 {
+                return Err(DpdkError::new(call(&format!("rte_eth_rx_queue_setup q{q}")), rc));
+            }
+        }
+        for q in 0..setup.tx_queues {
+            // SAFETY: null tx_conf = driver defaults.
+            let rc = unsafe { sys::rte_eth_tx_queue_setup(id, q, tx_desc, socket, std::ptr::null()) };
+            if rc < 0 {
+                return Err(DpdkError::new(call(&format!("rte_eth_tx_queue_setup q{q}")), rc));
+            }
+        }
+        // SAFETY: configured port.
+        let rc = unsafe { sys::rte_eth_dev_start(id) };
+        if rc < 0 {
+            return Err(DpdkError::new(call("rte_eth_dev_start"), rc));
+        }
+        // Promiscuous so frames for our VIPs' MAC reach us whatever the
+        // port's filters; the pipeline checks destination MACs itself. Not
+        // every driver supports it (that's fine).
+        // SAFETY: started port.
+        unsafe { sys::rte_eth_promiscuous_enable(id) };
+
+        let mut addr = sys::rte_ether_addr::default();
+        // SAFETY: addr is a live local.
+        let rc = unsafe { sys::rte_eth_macaddr_get(id, &mut addr) };
+        if rc < 0 {
+            return Err(DpdkError::new(call("rte_eth_macaddr_get"), rc));
+        }
+        Ok(Port {
+            id,
+            mac: EthernetAddress(addr.addr_bytes),
+            info,
+        })
+    }
+
+    fn query_info(id: u16) -> Result<PortInfo, DpdkError> {
+        let mut raw = sys::rte_eth_dev_info::default();
+        // SAFETY: raw is a live local; invalid ids return an error.
+        let rc = unsafe { sys::rte_eth_dev_info_get(id, &mut raw) };
+        if rc < 0 {
+            return Err(DpdkError::new(format!("rte_eth_dev_info_get(port {id})"), rc));
+        }
+        let driver = if raw.driver_name.is_null() {
+            String::from("?")
+        } else {
+            // SAFETY: non-null driver names are static C strings.
+            unsafe { CStr::from_ptr(raw.driver_name) }
+                .to_string_lossy()
+                .into_owned()
+        };
+        Ok(PortInfo {
+            driver,
+            max_rx_queues: raw.max_rx_queues,
+            max_tx_queues: raw.max_tx_queues,
+            rx_offload_capa: raw.rx_offload_capa,
+            tx_offload_capa: raw.tx_offload_capa,
+            flow_type_rss_offloads: raw.flow_type_rss_offloads,
+        })
+    }
+
+    pub fn id(&self) -> u16 {
+        self.id
+    }
+
+    pub fn mac(&self) -> EthernetAddress {
+        self.mac
+    }
+
+    pub fn info(&self) -> &PortInfo {
+        &self.info
+    }
+
+    pub fn link(&self) -> LinkStatus {
+        let mut link = sys::rte_eth_link::default();
+        // SAFETY: link is a live local.
+        unsafe { sys::rte_eth_link_get_nowait(self.id, &mut link) };
+        LinkStatus {
+            up: link.link_status() != 0,
+            speed_mbps: link.link_speed,
+        }
+    }
+
+    /// Stops the port (at shutdown, after the workers are joined).
+    pub fn stop(&self) {
+        // SAFETY: valid port; no lcore polls it any more.
+        unsafe {
+            sys::rte_eth_dev_stop(self.id);
+        }
+    }
+}
+
+/// Receives up to the free room of `out` packets from `port`/`queue`.
+#[inline]
+pub fn rx_burst(port: u16, queue: u16, out: &mut ArrayVec<Mbuf, BURST>) -> usize {
+    let len = out.len();
+    let room = BURST - len;
+    // SAFETY: Mbuf is repr(transparent) over a non-null rte_mbuf pointer, so
+    // the vector's spare capacity is an array of `room` mbuf pointers; the
+    // driver fills n <= room of them with owned, valid mbufs.
+    unsafe {
+        let slots = out.as_mut_ptr().add(len) as *mut *mut sys::rte_mbuf;
+        let n = sys::rte_eth_rx_burst(port, queue, slots, room as u16) as usize;
+        out.set_len(len + n);
+        n
+    }
+}
+
+/// Sends the packets in `pkts`; those the driver took are removed, those it
+/// could not take (ring full) stay in `pkts` for the caller to retry or drop.
+#[inline]
+pub fn tx_burst(port: u16, queue: u16, pkts: &mut ArrayVec<Mbuf, BURST>) -> usize {
+    let len = pkts.len();
+    if len == 0 {
+        return 0;
+    }
+    // SAFETY: as in rx_burst; the driver owns the first n mbufs afterwards,
+    // so they are removed without running Drop, and the rest shift down.
+    unsafe {
+        let base = pkts.as_mut_ptr();
+        let n = sys::rte_eth_tx_burst(port, queue, base as *mut *mut sys::rte_mbuf, len as u16)
+            as usize;
+        if n < len {
+            std::ptr::copy(base.add(n), base, len - n);
+        }
+        pkts.set_len(len - n);
+        n
+    }
+}

@@ -1,0 +1,210 @@
+//! Address translation of one IPv4 packet, in place: new source and
+//! destination (address and port) with every checksum kept right by RFC 1624
+//! incremental updates, so the cost does not depend on the payload size.
+//!
+//! NAT and FULLNAT share this: NAT changes one side, FULLNAT both; unchanged
+//! fields cost nothing but a compare.
+
+use crate::lb::Proto;
+use crate::wire::{checksum, Ipv4Packet, TcpPacket, UdpPacket};
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+/// Decrements the TTL of the IPv4 packet in `packet` (header checksum
+/// updated). Returns false, leaving the packet unchanged, when the TTL would
+/// reach zero: the packet must not be forwarded.
+#[inline]
+pub fn decrement_ttl(packet: &mut [u8]) -> bool {
+    let mut ip = Ipv4Packet::new_unchecked(packet);
+    let ttl = ip.ttl();
+    if ttl <= 1 {
+        return false;
+    }
+    let proto = ip.protocol();
+    // TTL and protocol form one 16-bit word of the header checksum.
+    let sum = checksum::update_u16(
+        ip.checksum(),
+        u16::from_be_bytes([ttl, proto]),
+        u16::from_be_bytes([ttl - 1, proto]),
+    );
+    ip.set_ttl(ttl - 1);
+    ip.set_checksum(sum);
+    true
+}
+
+/// Rewrites the IPv4 `packet` (header validated, `l4_offset` = its header
+/// length, TCP or UDP header validated) to `src` -> `dst`.
+#[inline]
+pub fn translate(packet: &mut [u8], l4_offset: usize, proto: Proto, src: SocketAddrV4, dst: SocketAddrV4) {
+    let mut ip = Ipv4Packet::new_unchecked(&mut *packet);
+    let (old_src, old_dst) = (ip.src_addr(), ip.dst_addr());
+    let mut sum = ip.checksum();
+    if old_src != *src.ip() {
+        sum = checksum::update_addr(sum, old_src, *src.ip());
+        ip.set_src_addr(*src.ip());
+    }
+    if old_dst != *dst.ip() {
+        sum = checksum::update_addr(sum, old_dst, *dst.ip());
+        ip.set_dst_addr(*dst.ip());
+    }
+    ip.set_checksum(sum);
+
+    let l4 = &mut packet[l4_offset..];
+    match proto {
+        Proto::Tcp => {
+            let mut tcp = TcpPacket::new_unchecked(l4);
+            let (sport, dport) = (tcp.src_port(), tcp.dst_port());
+            let sum = l4_sum(tcp.checksum(), (old_src, sport), (old_dst, dport), src, dst);
+            tcp.set_src_port(src.port());
+            tcp.set_dst_port(dst.port());
+            tcp.set_checksum(sum);
+        }
+        Proto::Udp => {
+            let mut udp = UdpPacket::new_unchecked(l4);
+            let (sport, dport) = (udp.src_port(), udp.dst_port());
+            udp.set_src_port(src.port());
+            udp.set_dst_port(dst.port());
+            // A zero UDP checksum means "none" and stays none.
+            if udp.checksum() != 0 {
+                let sum = l4_sum(udp.checksum(), (old_src, sport), (old_dst, dport), src, dst);
+                udp.set_checksum(if sum == 0 { 0xffff } else { sum });
+            }
+        }
+    }
+}
+
+/// The TCP/UDP checksum after the pseudo-header addresses and the ports
+/// change from `old_*` to `new_*`.
+#[inline]
+fn l4_sum(
+    mut sum: u16,
+    old_src: (Ipv4Addr, u16),
+    old_dst: (Ipv4Addr, u16),
+    src: SocketAddrV4,
+    dst: SocketAddrV4,
+) -> u16 {
+    if old_src.0 != *src.ip() {
+        sum = checksum::update_addr(sum, old_src.0, *src.ip());
+    }
+    if old_dst.0 != *dst.ip() {
+        sum = checksum::update_addr(sum, old_dst.0, *dst.ip());
+    }
+    if old_src.1 != src.port() {
+        sum = checksum::update_u16(sum, old_src.1, src.port());
+    }
+    if old_dst.1 != dst.port() {
+        sum = checksum::update_u16(sum, old_dst.1, dst.port());
+    }
+    sum
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A TCP SYN 10.10.0.2:40000 -> 10.10.0.100:80 with correct checksums.
+    fn syn() -> Vec<u8> {
+        let mut p = vec![0u8; 40];
+        {
+            let mut ip = Ipv4Packet::new_unchecked(&mut p[..]);
+            ip.set_version_ihl(0x45);
+            ip.set_total_len(40);
+            ip.set_ttl(64);
+            ip.set_protocol(6);
+            ip.set_src_addr(Ipv4Addr::new(10, 10, 0, 2));
+            ip.set_dst_addr(Ipv4Addr::new(10, 10, 0, 100));
+            ip.fill_checksum();
+        }
+        {
+            let mut tcp = TcpPacket::new_unchecked(&mut p[20..]);
+            tcp.set_src_port(40000);
+            tcp.set_dst_port(80);
+            tcp.set_seq_number(12345);
+            tcp.set_header_len(20);
+            tcp.set_syn(true);
+            tcp.set_window_len(64240);
+            tcp.fill_checksum(Ipv4Addr::new(10, 10, 0, 2), Ipv4Addr::new(10, 10, 0, 100));
+        }
+        p
+    }
+
+    fn assert_valid(p: &[u8]) {
+        let ip = Ipv4Packet::new_checked(p).unwrap();
+        assert!(ip.verify_checksum());
+        let tcp = TcpPacket::new_checked(&p[20..]).unwrap();
+        assert!(tcp.verify_checksum(ip.src_addr(), ip.dst_addr()));
+    }
+
+    #[test]
+    fn dnat_rewrites_destination_and_keeps_checksums_valid() {
+        let mut p = syn();
+        let client = SocketAddrV4::new(Ipv4Addr::new(10, 10, 0, 2), 40000);
+        let real = SocketAddrV4::new(Ipv4Addr::new(192, 168, 10, 2), 8080);
+        assert!(decrement_ttl(&mut p));
+        translate(&mut p, 20, Proto::Tcp, client, real);
+        let ip = Ipv4Packet::new_checked(&p[..]).unwrap();
+        assert_eq!(ip.dst_addr(), *real.ip());
+        assert_eq!(ip.src_addr(), *client.ip());
+        assert_eq!(ip.ttl(), 63);
+        assert_eq!(TcpPacket::new_checked(&p[20..]).unwrap().dst_port(), 8080);
+        assert_valid(&p);
+    }
+
+    #[test]
+    fn fullnat_rewrites_both_sides_and_back() {
+        let orig = syn();
+        let mut p = orig.clone();
+        let local = SocketAddrV4::new(Ipv4Addr::new(192, 168, 20, 1), 5001);
+        let real = SocketAddrV4::new(Ipv4Addr::new(192, 168, 30, 2), 80);
+        translate(&mut p, 20, Proto::Tcp, local, real);
+        assert_valid(&p);
+        translate(
+            &mut p,
+            20,
+            Proto::Tcp,
+            SocketAddrV4::new(Ipv4Addr::new(10, 10, 0, 2), 40000),
+            SocketAddrV4::new(Ipv4Addr::new(10, 10, 0, 100), 80),
+        );
+        assert_eq!(p, orig, "translating back restores every byte");
+    }
+
+    #[test]
+    fn ttl_of_one_is_not_forwarded() {
+        let mut p = syn();
+        Ipv4Packet::new_unchecked(&mut p[..]).set_ttl(1);
+        let before = p.clone();
+        assert!(!decrement_ttl(&mut p));
+        assert_eq!(p, before);
+    }
+
+    #[test]
+    fn udp_zero_checksum_stays_zero_and_real_checksum_stays_valid() {
+        let mut p = vec![0u8; 28 + 4];
+        {
+            let mut ip = Ipv4Packet::new_unchecked(&mut p[..]);
+            ip.set_version_ihl(0x45);
+            ip.set_total_len(32);
+            ip.set_ttl(64);
+            ip.set_protocol(17);
+            ip.set_src_addr(Ipv4Addr::new(10, 10, 0, 2));
+            ip.set_dst_addr(Ipv4Addr::new(10, 10, 0, 100));
+            ip.fill_checksum();
+            let mut udp = UdpPacket::new_unchecked(&mut p[20..]);
+            udp.set_src_port(5000);
+            udp.set_dst_port(53);
+            udp.set_len(12);
+        }
+        p[28..].copy_from_slice(b"ping");
+        let real = SocketAddrV4::new(Ipv4Addr::new(192, 168, 10, 3), 5353);
+        let client = SocketAddrV4::new(Ipv4Addr::new(10, 10, 0, 2), 5000);
+        let mut q = p.clone();
+        translate(&mut q, 20, Proto::Udp, client, real);
+        assert_eq!(UdpPacket::new_checked(&q[20..]).unwrap().checksum(), 0);
+
+        UdpPacket::new_unchecked(&mut p[20..])
+            .fill_checksum(Ipv4Addr::new(10, 10, 0, 2), Ipv4Addr::new(10, 10, 0, 100));
+        translate(&mut p, 20, Proto::Udp, client, real);
+        let udp = UdpPacket::new_checked(&p[20..]).unwrap();
+        assert!(udp.verify_checksum(*client.ip(), *real.ip()));
+        assert_eq!(udp.dst_port(), 5353);
+    }
+}

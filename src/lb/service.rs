@@ -1,0 +1,314 @@
+//! Virtual services (IPVS `ip_vs_service`) and their real servers
+//! (`ip_vs_dest`), and the immutable table the dataplane looks them up in.
+//!
+//! A `ServiceTable` is built once from configuration and then only read: a
+//! configuration change builds a new table, which is swapped in as a whole.
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::str::FromStr;
+
+use hashbrown::{HashMap, HashSet};
+
+use super::scheduler::SchedulerKind;
+use super::{ParseError, Proto};
+
+/// How packets reach the real server (IPVS forwarding method).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardMode {
+    /// IPVS masquerading: destination rewritten to the real server, the
+    /// client address is kept, replies must route back through sluice.
+    Nat,
+    /// Full NAT: source rewritten to a local address as well, so replies
+    /// return to sluice whatever the real server's routing.
+    FullNat,
+}
+
+impl ForwardMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ForwardMode::Nat => "nat",
+            ForwardMode::FullNat => "fullnat",
+        }
+    }
+}
+
+impl fmt::Display for ForwardMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ForwardMode {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<ForwardMode, ParseError> {
+        if s.eq_ignore_ascii_case("nat") {
+            Ok(ForwardMode::Nat)
+        } else if s.eq_ignore_ascii_case("fullnat") {
+            Ok(ForwardMode::FullNat)
+        } else {
+            Err(ParseError::new("forwarding mode", s, "nat, fullnat"))
+        }
+    }
+}
+
+/// A real server behind a service. Weight 0 quiesces it: existing sessions
+/// continue, no new ones are scheduled to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RealServer {
+    pub addr: SocketAddrV4,
+    pub weight: u32,
+}
+
+/// A virtual service: clients connect to `vip` with `proto`, and each new
+/// connection goes to one of `reals`, chosen by `scheduler`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    pub vip: SocketAddrV4,
+    pub proto: Proto,
+    pub mode: ForwardMode,
+    pub scheduler: SchedulerKind,
+    pub reals: Vec<RealServer>,
+}
+
+impl Service {
+    /// The real servers' weights in order, as `Scheduler::new` takes them.
+    pub fn weights(&self) -> impl Iterator<Item = u32> + '_ {
+        self.reals.iter().map(|r| r.weight)
+    }
+}
+
+/// Index of a service in its `ServiceTable`.
+pub type ServiceId = u32;
+
+/// Why a set of services was rejected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServiceError {
+    /// Two services share protocol, address and port.
+    Duplicate { proto: Proto, vip: SocketAddrV4 },
+    /// A service lists the same real server twice (IPVS refuses this too).
+    DuplicateReal {
+        proto: Proto,
+        vip: SocketAddrV4,
+        real: SocketAddrV4,
+    },
+    /// More services, or more real servers in one service, than a `u32`
+    /// index can name.
+    TooMany,
+}
+
+impl fmt::Display for ServiceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServiceError::Duplicate { proto, vip } => {
+                write!(f, "duplicate service {proto} {vip}")
+            }
+            ServiceError::DuplicateReal { proto, vip, real } => {
+                write!(f, "service {proto} {vip}: duplicate real server {real}")
+            }
+            ServiceError::TooMany => f.write_str("too many services or real servers"),
+        }
+    }
+}
+
+impl std::error::Error for ServiceError {}
+
+/// All services, indexed by (protocol, VIP, port). Immutable once built.
+#[derive(Debug, Clone)]
+pub struct ServiceTable {
+    services: Vec<Service>,
+    by_addr: HashMap<(Proto, SocketAddrV4), ServiceId>,
+    vip_set: HashSet<Ipv4Addr>,
+    /// Distinct VIPs in configuration order (for ARP replies, metrics).
+    vip_list: Vec<Ipv4Addr>,
+}
+
+impl ServiceTable {
+    pub fn new(services: Vec<Service>) -> Result<ServiceTable, ServiceError> {
+        if u32::try_from(services.len()).is_err() {
+            return Err(ServiceError::TooMany);
+        }
+        let mut by_addr = HashMap::with_capacity(services.len());
+        let mut vip_set = HashSet::new();
+        let mut vip_list = Vec::new();
+        for (id, service) in services.iter().enumerate() {
+            let (proto, vip) = (service.proto, service.vip);
+            // Fits: checked against u32 above.
+            if by_addr.insert((proto, vip), id as ServiceId).is_some() {
+                return Err(ServiceError::Duplicate { proto, vip });
+            }
+            if u32::try_from(service.reals.len()).is_err() {
+                return Err(ServiceError::TooMany);
+            }
+            let mut reals = HashSet::with_capacity(service.reals.len());
+            for real in &service.reals {
+                if !reals.insert(real.addr) {
+                    return Err(ServiceError::DuplicateReal {
+                        proto,
+                        vip,
+                        real: real.addr,
+                    });
+                }
+            }
+            if vip_set.insert(*vip.ip()) {
+                vip_list.push(*vip.ip());
+            }
+        }
+        Ok(ServiceTable {
+            services,
+            by_addr,
+            vip_set,
+            vip_list,
+        })
+    }
+
+    /// The service listening on `proto` `vip` (address and port).
+    pub fn find(&self, proto: Proto, vip: SocketAddrV4) -> Option<ServiceId> {
+        self.by_addr.get(&(proto, vip)).copied()
+    }
+
+    /// `None` only for an id that did not come from this table (for example
+    /// a session scheduled under a previous configuration).
+    pub fn get(&self, id: ServiceId) -> Option<&Service> {
+        self.services.get(id as usize)
+    }
+
+    /// Whether `ip` is the address of any service (any port, any protocol).
+    pub fn is_vip(&self, ip: Ipv4Addr) -> bool {
+        self.vip_set.contains(&ip)
+    }
+
+    /// Each distinct VIP address once, in configuration order.
+    pub fn vips(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        self.vip_list.iter().copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.services.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.services.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (ServiceId, &Service)> + '_ {
+        // Fits: checked against u32 in new().
+        self.services
+            .iter()
+            .enumerate()
+            .map(|(id, s)| (id as ServiceId, s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lb::alloc_count::allocations_during;
+
+    fn addr(s: &str) -> SocketAddrV4 {
+        s.parse().unwrap()
+    }
+
+    fn service(proto: Proto, vip: &str, reals: &[(&str, u32)]) -> Service {
+        Service {
+            vip: addr(vip),
+            proto,
+            mode: ForwardMode::Nat,
+            scheduler: SchedulerKind::Rr,
+            reals: reals
+                .iter()
+                .map(|&(a, weight)| RealServer {
+                    addr: addr(a),
+                    weight,
+                })
+                .collect(),
+        }
+    }
+
+    fn table() -> ServiceTable {
+        ServiceTable::new(vec![
+            service(Proto::Tcp, "10.0.0.1:80", &[("192.168.1.1:8080", 1)]),
+            service(Proto::Udp, "10.0.0.1:80", &[("192.168.1.2:8080", 1)]),
+            service(Proto::Tcp, "10.0.0.1:443", &[]),
+            service(Proto::Tcp, "10.0.0.2:80", &[("192.168.1.3:80", 2)]),
+        ])
+        .unwrap()
+    }
+
+    #[test]
+    fn find_by_proto_vip_and_port() {
+        let t = table();
+        assert_eq!(t.len(), 4);
+        assert_eq!(t.find(Proto::Tcp, addr("10.0.0.1:80")), Some(0));
+        assert_eq!(t.find(Proto::Udp, addr("10.0.0.1:80")), Some(1));
+        assert_eq!(t.find(Proto::Tcp, addr("10.0.0.1:443")), Some(2));
+        assert_eq!(t.find(Proto::Udp, addr("10.0.0.1:443")), None);
+        assert_eq!(t.find(Proto::Tcp, addr("10.0.0.3:80")), None);
+        let s = t.get(3).unwrap();
+        assert_eq!(s.vip, addr("10.0.0.2:80"));
+        assert_eq!(s.weights().collect::<Vec<_>>(), vec![2]);
+        assert!(t.get(4).is_none());
+        assert_eq!(t.iter().map(|(id, _)| id).collect::<Vec<_>>(), [0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn find_does_not_allocate() {
+        let t = table();
+        let (found, allocations) =
+            allocations_during(|| t.find(Proto::Tcp, addr("10.0.0.2:80")).is_some());
+        assert!(found);
+        assert_eq!(allocations, 0);
+    }
+
+    #[test]
+    fn vips_are_distinct() {
+        let t = table();
+        assert_eq!(
+            t.vips().collect::<Vec<_>>(),
+            vec![Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2)]
+        );
+        assert!(t.is_vip(Ipv4Addr::new(10, 0, 0, 2)));
+        assert!(!t.is_vip(Ipv4Addr::new(192, 168, 1, 1)));
+    }
+
+    #[test]
+    fn duplicate_service_is_named() {
+        let err = ServiceTable::new(vec![
+            service(Proto::Tcp, "10.0.0.1:80", &[]),
+            service(Proto::Udp, "10.0.0.1:80", &[]),
+            service(Proto::Tcp, "10.0.0.1:80", &[]),
+        ])
+        .unwrap_err();
+        assert_eq!(
+            err,
+            ServiceError::Duplicate {
+                proto: Proto::Tcp,
+                vip: addr("10.0.0.1:80")
+            }
+        );
+        assert_eq!(err.to_string(), "duplicate service tcp 10.0.0.1:80");
+    }
+
+    #[test]
+    fn duplicate_real_is_named() {
+        let err = ServiceTable::new(vec![service(
+            Proto::Tcp,
+            "10.0.0.1:80",
+            &[("192.168.1.1:80", 1), ("192.168.1.1:80", 2)],
+        )])
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "service tcp 10.0.0.1:80: duplicate real server 192.168.1.1:80"
+        );
+    }
+
+    #[test]
+    fn forward_mode_names() {
+        assert_eq!("nat".parse::<ForwardMode>(), Ok(ForwardMode::Nat));
+        assert_eq!("FullNAT".parse::<ForwardMode>(), Ok(ForwardMode::FullNat));
+        assert!("dr".parse::<ForwardMode>().is_err());
+        assert_eq!(ForwardMode::FullNat.to_string(), "fullnat");
+    }
+}

@@ -1,0 +1,23 @@
+//! Layer-3 state the dataplane consults for every packet it sends: IPv4
+//! prefixes (`cidr`), the routing table (`route`) and the ARP neighbour cache
+//! with its per-neighbour queue of packets waiting for resolution
+//! (`neighbour`).
+//!
+//! Plain data structures only: no DPDK, no packet parsing, no clock. Callers
+//! pass the current time as milliseconds from a monotonic clock, so tests can
+//! drive every timer by hand. After construction, lookups and the
+//! per-packet calls allocate nothing, take no locks and never panic.
+
+pub mod cidr;
+pub mod neighbour;
+pub mod route;
+
+pub use cidr::{CidrError, Ipv4Cidr};
+pub use neighbour::{
+    Enqueue, NeighbourConfig, NeighbourError, NeighbourEvent, NeighbourInfo, NeighbourState,
+    NeighbourTable, MAX_PENDING,
+};
+pub use route::{NextHop, Route, RouteError, RouteTable};
+
+/// An Ethernet MAC address, in wire order.
+pub type MacAddr = [u8; 6];
