@@ -587,3 +587,7 @@ fn timeout_ms(t: &tcp_state::Timeouts, state: ConnState) -> u64 {
     };
     secs as u64 * 1000
 }
+
+#[cfg(test)]
+#[path = "pipeline_tests.rs"]
+mod tests;

@@ -15,19 +15,10 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 #[inline]
 pub fn decrement_ttl(packet: &mut [u8]) -> bool {
     let mut ip = Ipv4Packet::new_unchecked(packet);
-    let ttl = ip.ttl();
-    if ttl <= 1 {
+    if ip.ttl() <= 1 {
         return false;
     }
-    let proto = ip.protocol();
-    // TTL and protocol form one 16-bit word of the header checksum.
-    let sum = checksum::update_u16(
-        ip.checksum(),
-        u16::from_be_bytes([ttl, proto]),
-        u16::from_be_bytes([ttl - 1, proto]),
-    );
-    ip.set_ttl(ttl - 1);
-    ip.set_checksum(sum);
+    ip.decrement_ttl();
     true
 }
 
@@ -106,7 +97,8 @@ mod tests {
         let mut p = vec![0u8; 40];
         {
             let mut ip = Ipv4Packet::new_unchecked(&mut p[..]);
-            ip.set_version_ihl(0x45);
+            ip.set_version(4);
+            ip.set_header_len(20);
             ip.set_total_len(40);
             ip.set_ttl(64);
             ip.set_protocol(6);
@@ -181,7 +173,8 @@ mod tests {
         let mut p = vec![0u8; 28 + 4];
         {
             let mut ip = Ipv4Packet::new_unchecked(&mut p[..]);
-            ip.set_version_ihl(0x45);
+            ip.set_version(4);
+            ip.set_header_len(20);
             ip.set_total_len(32);
             ip.set_ttl(64);
             ip.set_protocol(17);

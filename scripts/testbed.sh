@@ -1,0 +1,262 @@
+#!/usr/bin/env bash
+# Network-namespace testbed for sluice (NAT mode).
+#
+#   NAME-client  eth0 10.10.0.2/24, default via 10.10.0.1 (sluice)
+#        |  veth
+#   NAME-lb      lb-wan  (no IP; DPDK net_af_packet0)
+#                lb-lan  (no IP; DPDK net_af_packet1)
+#        |  veth
+#   NAME-sw      br0 = lan + r1..rN
+#        |  veth each
+#   NAME-rK      eth0 192.168.10.(1+K)/24, default via 192.168.10.1 (sluice),
+#                HTTP on --port (default 8080), UDP echo on 5353
+#
+# Usage:
+#   testbed.sh up NAME [--reals N] [--port P]
+#   testbed.sh down NAME
+#   testbed.sh exec NAME ROLE CMD...     ROLE: client | lb | sw | r1..rN
+#   testbed.sh status NAME
+#
+# State (pids, logs, data) lives in /tmp/sluice-testbed/NAME/.
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+STATE_ROOT=${SLUICE_TESTBED_DIR:-/tmp/sluice-testbed}
+UDP_ECHO_PORT=5353
+
+log() { echo "testbed: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+usage() {
+    sed -n '/^# Usage:/,/^# State/p' "$0" | sed 's/^# \{0,1\}//' >&2
+    exit 2
+}
+
+check_name() {
+    [[ $1 =~ ^[A-Za-z0-9_.]([A-Za-z0-9_.-]{0,40})$ ]] \
+        || die "bad testbed name '$1' (letters, digits, _ . -; at most 41 characters)"
+}
+
+# Namespaces that belong to testbed $1, whatever state it is in.
+namespaces_of() {
+    local name=$1 ns
+    ip netns list 2>/dev/null | awk '{print $1}' | while read -r ns; do
+        case ${ns#"$name-"} in
+            "$ns") ;;  # prefix not present
+            client | lb | sw) echo "$ns" ;;
+            r[0-9]*) [[ ${ns#"$name-r"} =~ ^[0-9]+$ ]] && echo "$ns" ;;
+        esac
+    done
+    return 0
+}
+
+in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
+
+quiet_sysctl() { in_ns "$1" sysctl -q -w "$2" >/dev/null; }
+
+# IPv6 off and checksum/segmentation offload off on one veth end.
+prepare_if() {
+    local ns=$1 ifname=$2
+    quiet_sysctl "$ns" "net.ipv6.conf.$ifname.disable_ipv6=1"
+    # veth otherwise hands out packets with only a partial checksum (CHECKSUM_PARTIAL),
+    # which a userspace forwarder on af_packet cannot complete; GRO could merge segments.
+    in_ns "$ns" ethtool -K "$ifname" tx off tso off gso off >/dev/null 2>&1 || true
+    in_ns "$ns" ethtool -K "$ifname" gro off >/dev/null 2>&1 || true
+}
+
+new_ns() {
+    local ns=$1
+    ip netns add "$ns"
+    quiet_sysctl "$ns" net.ipv6.conf.all.disable_ipv6=1
+    quiet_sysctl "$ns" net.ipv6.conf.default.disable_ipv6=1
+    ip -n "$ns" link set lo up
+}
+
+wait_listening() {
+    local ns=$1 proto=$2 port=$3 i
+    for ((i = 0; i < 100; i++)); do
+        if [[ -n $(in_ns "$ns" ss -H "-ln$proto" "sport = :$port" 2>/dev/null) ]]; then
+            return 0
+        fi
+        sleep 0.05
+    done
+    return 1
+}
+
+cmd_up() {
+    local name=$1; shift
+    local reals=2 port=8080
+    while (($#)); do
+        case $1 in
+            --reals) reals=${2:?--reals needs a value}; shift 2 ;;
+            --port) port=${2:?--port needs a value}; shift 2 ;;
+            *) die "up: unknown argument '$1'" ;;
+        esac
+    done
+    if ! [[ $reals =~ ^[0-9]+$ ]] || ((reals < 1 || reals > 200)); then die "--reals must be 1..200"; fi
+    if ! [[ $port =~ ^[0-9]+$ ]] || ((port < 1 || port > 65535)); then die "--port must be 1..65535"; fi
+    ((port != UDP_ECHO_PORT)) || die "--port $UDP_ECHO_PORT is taken by the UDP echo"
+    [[ $(id -u) -eq 0 ]] || die "must run as root"
+    local dir="$STATE_ROOT/$name"
+    if [[ -n $(namespaces_of "$name") || -e $dir ]]; then
+        die "testbed '$name' already exists (run: $0 down $name)"
+    fi
+
+    # From here on, anything that fails tears down what was built.
+    UP_DONE=0
+    trap 'if ((UP_DONE == 0)); then log "up $name failed; tearing down"; cmd_down "$name" || true; fi' EXIT
+
+    mkdir -p "$dir/data"
+    echo "$reals" >"$dir/reals"
+    echo "$port" >"$dir/port"
+
+    local client="$name-client" lb="$name-lb" sw="$name-sw" k rns
+    new_ns "$client"
+    new_ns "$lb"
+    new_ns "$sw"
+    for ((k = 1; k <= reals; k++)); do new_ns "$name-r$k"; done
+
+    # client <-> lb
+    ip -n "$client" link add eth0 type veth peer name lb-wan netns "$lb"
+    # lb <-> switch
+    ip -n "$lb" link add lb-lan type veth peer name lan netns "$sw"
+    ip -n "$sw" link add br0 type bridge stp_state 0 forward_delay 0
+    quiet_sysctl "$sw" net.ipv6.conf.br0.disable_ipv6=1
+    ip -n "$sw" link set lan master br0
+    for ((k = 1; k <= reals; k++)); do
+        rns="$name-r$k"
+        ip -n "$rns" link add eth0 type veth peer name "r$k" netns "$sw"
+        ip -n "$sw" link set "r$k" master br0
+    done
+
+    prepare_if "$client" eth0
+    prepare_if "$lb" lb-wan
+    prepare_if "$lb" lb-lan
+    prepare_if "$sw" lan
+    for ((k = 1; k <= reals; k++)); do
+        prepare_if "$name-r$k" eth0
+        prepare_if "$sw" "r$k"
+    done
+
+    ip -n "$sw" link set br0 up
+    ip -n "$sw" link set lan up
+    for ((k = 1; k <= reals; k++)); do ip -n "$sw" link set "r$k" up; done
+    ip -n "$lb" link set lb-wan up
+    ip -n "$lb" link set lb-lan up
+
+    ip -n "$client" addr add 10.10.0.2/24 dev eth0
+    ip -n "$client" link set eth0 up
+    ip -n "$client" route add default via 10.10.0.1
+
+    for ((k = 1; k <= reals; k++)); do
+        rns="$name-r$k"
+        ip -n "$rns" addr add "192.168.10.$((1 + k))/24" dev eth0
+        ip -n "$rns" link set eth0 up
+        ip -n "$rns" route add default via 192.168.10.1
+        # stdin/stdout/stderr to files: a caller capturing our output must not wait on it.
+        setsid ip netns exec "$rns" python3 "$SCRIPT_DIR/realserver.py" \
+            "r$k" "$port" "$dir/data" "$dir/r$k.log" \
+            </dev/null >"$dir/r$k.out" 2>&1 &
+        echo $! >"$dir/r$k.pid"
+    done
+    for ((k = 1; k <= reals; k++)); do
+        rns="$name-r$k"
+        wait_listening "$rns" t "$port" || { cat "$dir/r$k.out" >&2; die "r$k: HTTP server not listening on $port"; }
+        wait_listening "$rns" u "$UDP_ECHO_PORT" || { cat "$dir/r$k.out" >&2; die "r$k: UDP echo not listening"; }
+    done
+
+    # shellcheck disable=SC2034 # read by the EXIT trap
+    UP_DONE=1
+    trap - EXIT
+    log "up $name: client, lb, sw, r1..r$reals (http :$port, udp :$UDP_ECHO_PORT); state in $dir"
+}
+
+kill_pids() {
+    local sig=$1; shift
+    local pid
+    for pid in "$@"; do kill "-$sig" "$pid" 2>/dev/null || true; done
+}
+
+alive_pids() {
+    local pid
+    for pid in "$@"; do
+        kill -0 "$pid" 2>/dev/null && echo "$pid"
+    done
+    return 0
+}
+
+cmd_down() {
+    local name=$1
+    local dir="$STATE_ROOT/$name" ns pidfile pids=() found=() i
+    # Everything running inside the testbed's namespaces (servers, sluice), plus recorded pids.
+    for ns in $(namespaces_of "$name"); do
+        read -r -d '' -a found < <(ip netns pids "$ns" 2>/dev/null) || true
+        pids+=("${found[@]}")
+    done
+    if [[ -d $dir ]]; then
+        for pidfile in "$dir"/*.pid; do
+            [[ -f $pidfile ]] || continue
+            read -r -d '' -a found <"$pidfile" || true
+            pids+=("${found[@]}")
+        done
+    fi
+    if ((${#pids[@]})); then
+        kill_pids TERM "${pids[@]}"
+        for ((i = 0; i < 40; i++)); do
+            [[ -z $(alive_pids "${pids[@]}") ]] && break
+            sleep 0.05
+        done
+        read -r -d '' -a found < <(alive_pids "${pids[@]}") || true
+        kill_pids KILL "${found[@]}"
+    fi
+    for ns in $(namespaces_of "$name"); do
+        ip netns delete "$ns" 2>/dev/null || log "could not delete namespace $ns"
+    done
+    rm -rf "$dir"
+    return 0
+}
+
+cmd_exec() {
+    local name=$1 role=${2:-}
+    shift 2 || usage
+    [[ -n $role ]] || usage
+    (($#)) || die "exec: no command"
+    exec ip netns exec "$name-$role" "$@"
+}
+
+cmd_status() {
+    local name=$1
+    local dir="$STATE_ROOT/$name" ns pidfile pid state nss
+    nss=$(namespaces_of "$name")
+    if [[ -z $nss ]]; then
+        echo "testbed $name: down"
+        [[ -d $dir ]] && echo "  (stale state dir $dir)"
+        return 1
+    fi
+    echo "testbed $name: state in $dir"
+    for ns in $nss; do
+        echo "== $ns"
+        ip -n "$ns" -br addr show | grep -v '^lo ' | sed 's/^/  /'
+        echo "  processes: $(ip netns pids "$ns" | tr '\n' ' ')"
+    done
+    if [[ -d $dir ]]; then
+        for pidfile in "$dir"/*.pid; do
+            [[ -f $pidfile ]] || continue
+            pid=$(cat "$pidfile")
+            if kill -0 "$pid" 2>/dev/null; then state=running; else state=dead; fi
+            echo "$(basename "$pidfile" .pid): pid $pid $state"
+        done
+    fi
+}
+
+(($# >= 2)) || usage
+cmd=$1 name=$2
+shift 2
+check_name "$name"
+case $cmd in
+    up) cmd_up "$name" "$@" ;;
+    down) cmd_down "$name" ;;
+    exec) cmd_exec "$name" "$@" ;;
+    status) cmd_status "$name" ;;
+    *) usage ;;
+esac
