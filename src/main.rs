@@ -10,7 +10,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 #[derive(Parser)]
-#[command(name = "sluice", version, about = "A layer-4 load balancer (IPVS NAT) on DPDK")]
+#[command(
+    name = "sluice",
+    version,
+    about = "A layer-4 load balancer (IPVS NAT) on DPDK"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -234,7 +234,10 @@ impl Validator<'_> {
 
     fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
         if raw.dpdk.eal.is_empty() {
-            return Err(self.err("dpdk.eal", "must list the EAL arguments (at least the ports' devices)"));
+            return Err(self.err(
+                "dpdk.eal",
+                "must list the EAL arguments (at least the ports' devices)",
+            ));
         }
         let dataplane = self.dataplane(&raw.dataplane)?;
         let interfaces = self.interfaces(&raw.interfaces)?;
@@ -294,13 +297,19 @@ impl Validator<'_> {
                 ));
             }
             if iface.addrs.is_empty() {
-                return Err(self.err(format!("interface[{i}].addrs"), "needs at least one address"));
+                return Err(self.err(
+                    format!("interface[{i}].addrs"),
+                    "needs at least one address",
+                ));
             }
             let mut addrs = Vec::new();
             for (j, a) in iface.addrs.iter().enumerate() {
                 let field = format!("interface[{i}].addrs[{j}]");
                 let cidr: Ipv4Cidr = a.parse().map_err(|e| {
-                    self.err(&field, format!("{a:?} is not an address/prefix-length: {e}"))
+                    self.err(
+                        &field,
+                        format!("{a:?} is not an address/prefix-length: {e}"),
+                    )
                 })?;
                 if !owned.insert(cidr.address()) {
                     return Err(self.err(field, format!("{} is configured twice", cidr.address())));
@@ -315,12 +324,19 @@ impl Validator<'_> {
         Ok(out)
     }
 
-    fn routes(&self, ifaces: &[InterfaceConfig], raw: &[RawRoute]) -> Result<RouteTable, ConfigError> {
+    fn routes(
+        &self,
+        ifaces: &[InterfaceConfig],
+        raw: &[RawRoute],
+    ) -> Result<RouteTable, ConfigError> {
         let mut table = RouteTable::new();
         for (i, iface) in ifaces.iter().enumerate() {
             for (j, a) in iface.addrs.iter().enumerate() {
                 // Two addresses in one subnet on one port share a route.
-                if table.lookup(a.address()).is_some_and(|nh| nh.port == iface.port && nh.addr == a.address()) {
+                if table
+                    .lookup(a.address())
+                    .is_some_and(|nh| nh.port == iface.port && nh.addr == a.address())
+                {
                     continue;
                 }
                 table
@@ -330,10 +346,16 @@ impl Validator<'_> {
         }
         for (i, r) in raw.iter().enumerate() {
             let prefix: Ipv4Cidr = r.prefix.parse().map_err(|e| {
-                self.err(format!("route[{i}].prefix"), format!("{:?} is not a prefix: {e}", r.prefix))
+                self.err(
+                    format!("route[{i}].prefix"),
+                    format!("{:?} is not a prefix: {e}", r.prefix),
+                )
             })?;
             let via: Ipv4Addr = r.via.parse().map_err(|_| {
-                self.err(format!("route[{i}].via"), format!("{:?} is not an IPv4 address", r.via))
+                self.err(
+                    format!("route[{i}].via"),
+                    format!("{:?} is not an IPv4 address", r.via),
+                )
             })?;
             table
                 .add_via(prefix, via)
@@ -342,14 +364,24 @@ impl Validator<'_> {
         Ok(table)
     }
 
-    fn neighbours(&self, routes: &RouteTable, raw: &[RawNeighbour]) -> Result<Vec<StaticNeighbour>, ConfigError> {
+    fn neighbours(
+        &self,
+        routes: &RouteTable,
+        raw: &[RawNeighbour],
+    ) -> Result<Vec<StaticNeighbour>, ConfigError> {
         let mut out = Vec::new();
         for (i, n) in raw.iter().enumerate() {
             let addr: Ipv4Addr = n.addr.parse().map_err(|_| {
-                self.err(format!("neighbour[{i}].addr"), format!("{:?} is not an IPv4 address", n.addr))
+                self.err(
+                    format!("neighbour[{i}].addr"),
+                    format!("{:?} is not an IPv4 address", n.addr),
+                )
             })?;
             let mac: EthernetAddress = n.mac.parse().map_err(|_| {
-                self.err(format!("neighbour[{i}].mac"), format!("{:?} is not a MAC address", n.mac))
+                self.err(
+                    format!("neighbour[{i}].mac"),
+                    format!("{:?} is not a MAC address", n.mac),
+                )
             })?;
             let port = match n.port {
                 Some(p) => p,
@@ -371,18 +403,27 @@ impl Validator<'_> {
         for (i, s) in raw.iter().enumerate() {
             let f = |name: &str| format!("service[{i}].{name}");
             let vip = self.socket_addr(&f("vip"), &s.vip)?;
-            let proto: Proto = s
-                .proto
-                .parse()
-                .map_err(|_| self.err(f("proto"), format!("{:?}: expected \"tcp\" or \"udp\"", s.proto)))?;
-            let mode: ForwardMode = s.mode.parse().map_err(|_| {
-                self.err(f("mode"), format!("{:?}: expected \"nat\"", s.mode))
+            let proto: Proto = s.proto.parse().map_err(|_| {
+                self.err(
+                    f("proto"),
+                    format!("{:?}: expected \"tcp\" or \"udp\"", s.proto),
+                )
             })?;
+            let mode: ForwardMode = s
+                .mode
+                .parse()
+                .map_err(|_| self.err(f("mode"), format!("{:?}: expected \"nat\"", s.mode)))?;
             if mode != ForwardMode::Nat {
-                return Err(self.err(f("mode"), format!("{:?} is not supported yet; use \"nat\"", s.mode)));
+                return Err(self.err(
+                    f("mode"),
+                    format!("{:?} is not supported yet; use \"nat\"", s.mode),
+                ));
             }
             let scheduler: SchedulerKind = s.scheduler.parse().map_err(|_| {
-                self.err(f("scheduler"), format!("{:?}: expected \"rr\" or \"wrr\"", s.scheduler))
+                self.err(
+                    f("scheduler"),
+                    format!("{:?}: expected \"rr\" or \"wrr\"", s.scheduler),
+                )
             })?;
             if !seen.insert((proto, vip)) {
                 return Err(self.err(
@@ -399,10 +440,15 @@ impl Validator<'_> {
                 let field = format!("service[{i}].real[{j}]");
                 let addr = self.socket_addr(&format!("{field}.addr"), &r.addr)?;
                 if !seen_reals.insert(addr) {
-                    return Err(self.err(format!("{field}.addr"), format!("{addr} is listed twice")));
+                    return Err(
+                        self.err(format!("{field}.addr"), format!("{addr} is listed twice"))
+                    );
                 }
                 if r.weight > MAX_WEIGHT {
-                    return Err(self.err(format!("{field}.weight"), format!("{} is above {MAX_WEIGHT}", r.weight)));
+                    return Err(self.err(
+                        format!("{field}.weight"),
+                        format!("{} is above {MAX_WEIGHT}", r.weight),
+                    ));
                 }
                 reals.push(RealServer {
                     addr,
@@ -470,7 +516,9 @@ addrs = ["192.168.10.1/24"]
     }
 
     fn err(extra: &str) -> String {
-        with(extra).expect_err("config should be refused").to_string()
+        with(extra)
+            .expect_err("config should be refused")
+            .to_string()
     }
 
     #[test]
@@ -526,24 +574,63 @@ udp = 30
             )
         };
         let cases = [
-            (svc("10.10.0.300:80", "tcp", "rr", "192.168.10.2:80", 1), "service[0].vip"),
-            (svc("10.10.0.100:0", "tcp", "rr", "192.168.10.2:80", 1), "service[0].vip"),
-            (svc("10.10.0.100:80", "sctp", "rr", "192.168.10.2:80", 1), "service[0].proto"),
-            (svc("10.10.0.100:80", "tcp", "lc", "192.168.10.2:80", 1), "service[0].scheduler"),
-            (svc("10.10.0.100:80", "tcp", "rr", "192.168.10.2", 1), "service[0].real[0].addr"),
-            (svc("10.10.0.100:80", "tcp", "rr", "192.168.10.2:80", 70000), "service[0].real[0].weight"),
-            ("[[route]]\nprefix = \"10.1.0.0/33\"\nvia = \"10.10.0.254\"\n".into(), "route[0].prefix"),
-            ("[[route]]\nprefix = \"10.1.0.0/16\"\nvia = \"172.16.0.1\"\n".into(), "route[0]"),
-            ("[[route]]\nprefix = \"10.1.0.1/16\"\nvia = \"10.10.0.254\"\n".into(), "route[0]"),
-            ("[[neighbour]]\naddr = \"10.10.0.9\"\nmac = \"02:00:00:00:00\"\n".into(), "neighbour[0].mac"),
-            ("[[neighbour]]\naddr = \"172.16.0.9\"\nmac = \"02:00:00:00:00:01\"\n".into(), "neighbour[0].addr"),
+            (
+                svc("10.10.0.300:80", "tcp", "rr", "192.168.10.2:80", 1),
+                "service[0].vip",
+            ),
+            (
+                svc("10.10.0.100:0", "tcp", "rr", "192.168.10.2:80", 1),
+                "service[0].vip",
+            ),
+            (
+                svc("10.10.0.100:80", "sctp", "rr", "192.168.10.2:80", 1),
+                "service[0].proto",
+            ),
+            (
+                svc("10.10.0.100:80", "tcp", "lc", "192.168.10.2:80", 1),
+                "service[0].scheduler",
+            ),
+            (
+                svc("10.10.0.100:80", "tcp", "rr", "192.168.10.2", 1),
+                "service[0].real[0].addr",
+            ),
+            (
+                svc("10.10.0.100:80", "tcp", "rr", "192.168.10.2:80", 70000),
+                "service[0].real[0].weight",
+            ),
+            (
+                "[[route]]\nprefix = \"10.1.0.0/33\"\nvia = \"10.10.0.254\"\n".into(),
+                "route[0].prefix",
+            ),
+            (
+                "[[route]]\nprefix = \"10.1.0.0/16\"\nvia = \"172.16.0.1\"\n".into(),
+                "route[0]",
+            ),
+            (
+                "[[route]]\nprefix = \"10.1.0.1/16\"\nvia = \"10.10.0.254\"\n".into(),
+                "route[0]",
+            ),
+            (
+                "[[neighbour]]\naddr = \"10.10.0.9\"\nmac = \"02:00:00:00:00\"\n".into(),
+                "neighbour[0].mac",
+            ),
+            (
+                "[[neighbour]]\naddr = \"172.16.0.9\"\nmac = \"02:00:00:00:00:01\"\n".into(),
+                "neighbour[0].addr",
+            ),
             ("[timeouts]\ntcp = 0\n".into(), "timeouts.tcp"),
-            ("[dataplane]\nmax_sessions = 0\n".into(), "dataplane.max_sessions"),
+            (
+                "[dataplane]\nmax_sessions = 0\n".into(),
+                "dataplane.max_sessions",
+            ),
         ];
         for (extra, field) in cases {
             let e = err(&extra);
             assert!(e.starts_with("test.toml: "), "{e}");
-            assert!(e.contains(&format!(": {field}: ")), "expected field {field} in: {e}");
+            assert!(
+                e.contains(&format!(": {field}: ")),
+                "expected field {field} in: {e}"
+            );
         }
     }
 
@@ -559,9 +646,13 @@ udp = 30
         // Unknown keys are refused, with toml's own location.
         let e = err("[[service]]\nvip = \"10.10.0.100:80\"\nprotocol = \"tcp\"\n");
         assert!(e.contains("test.toml") && e.contains("protocol"), "{e}");
-        let e = Config::parse("x.toml", "[[interface]]\nport = 0\naddrs = []\n").unwrap_err().to_string();
+        let e = Config::parse("x.toml", "[[interface]]\nport = 0\naddrs = []\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("dpdk"), "{e}");
-        let e = Config::parse("x.toml", "[dpdk]\neal = [\"-l\", \"0-1\"]\n").unwrap_err().to_string();
+        let e = Config::parse("x.toml", "[dpdk]\neal = [\"-l\", \"0-1\"]\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("x.toml: interface"), "{e}");
         let e = err("[[interface]]\nport = 1\naddrs = [\"192.168.20.1/24\"]\n");
         assert!(e.contains("interface[2].port"), "{e}");

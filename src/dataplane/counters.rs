@@ -133,9 +133,9 @@ mod tests {
     #[test]
     fn names_are_unique_and_snake_case() {
         let mut names: Vec<_> = Counter::ALL.iter().map(|c| c.name()).collect();
-        assert!(names
-            .iter()
-            .all(|n| n.chars().all(|ch| ch.is_ascii_lowercase() || ch == '_' || ch.is_ascii_digit())));
+        assert!(names.iter().all(|n| n
+            .chars()
+            .all(|ch| ch.is_ascii_lowercase() || ch == '_' || ch.is_ascii_digit())));
         names.sort();
         let before = names.len();
         names.dedup();

@@ -4,8 +4,8 @@
 
 pub mod counters;
 pub mod pipeline;
-pub mod snapshot;
 pub mod runtime;
+pub mod snapshot;
 pub mod worker;
 
 pub use counters::{Counter, Counters};

@@ -144,14 +144,20 @@ impl<P: PacketBuf> Pipeline<P> {
     /// expiry and ARP retransmission/aging.
     pub fn poll(&mut self, now: u64, io: &mut impl Io<P>) {
         let counters = &mut self.counters;
-        self.sessions.expire(now, EXPIRE_BUDGET, |_| counters.inc(Counter::SessionsExpired));
+        self.sessions.expire(now, EXPIRE_BUDGET, |_| {
+            counters.inc(Counter::SessionsExpired)
+        });
 
         // Collect first: the events borrow the table, the sends need self.
         let mut requests: arrayvec::ArrayVec<(Ipv4Addr, u16, Option<[u8; 6]>), 64> =
             arrayvec::ArrayVec::new();
         let counters = &mut self.counters;
         self.neighbours.poll(now, |event| match event {
-            NeighbourEvent::SendRequest { ip, port, target_mac } => {
+            NeighbourEvent::SendRequest {
+                ip,
+                port,
+                target_mac,
+            } => {
                 if requests.try_push((ip, port, target_mac)).is_err() {
                     // Retried on the next poll.
                 }
@@ -197,7 +203,13 @@ impl<P: PacketBuf> Pipeline<P> {
         }
     }
 
-    fn classify(&mut self, in_port: u16, frame: &mut [u8], now: u64, io: &mut impl Io<P>) -> Verdict {
+    fn classify(
+        &mut self,
+        in_port: u16,
+        frame: &mut [u8],
+        now: u64,
+        io: &mut impl Io<P>,
+    ) -> Verdict {
         let Some(port) = self.snap.ports.get(in_port as usize) else {
             return Verdict::Drop(Counter::DropNotForUs);
         };
@@ -232,7 +244,9 @@ impl<P: PacketBuf> Pipeline<P> {
         // Learn the sender, creating an entry only when it talks to us (as
         // Linux does), so a chatty LAN cannot fill the table.
         if !req.sender_ip.is_unspecified() && req.sender_hw.is_unicast() {
-            let released = self.neighbours.learn(req.sender_ip, req.sender_hw.0, in_port, now, ours);
+            let released =
+                self.neighbours
+                    .learn(req.sender_ip, req.sender_hw.0, in_port, now, ours);
             for mut pkt in released {
                 write_l2(pkt.data_mut(), port_mac, req.sender_hw);
                 io.send(in_port, pkt);
@@ -266,7 +280,13 @@ impl<P: PacketBuf> Pipeline<P> {
 
     /// Sends an ARP request for `target` out of `port` (broadcast, or
     /// unicast to `to` when re-probing a known neighbour).
-    fn send_arp_request(&mut self, port: u16, target: Ipv4Addr, to: Option<EthernetAddress>, io: &mut impl Io<P>) {
+    fn send_arp_request(
+        &mut self,
+        port: u16,
+        target: Ipv4Addr,
+        to: Option<EthernetAddress>,
+        io: &mut impl Io<P>,
+    ) {
         let Some(sender_ip) = self.snap.source_addr(port, target) else {
             return;
         };
@@ -282,7 +302,13 @@ impl<P: PacketBuf> Pipeline<P> {
         }
     }
 
-    fn send_arp(&mut self, port: u16, dst: EthernetAddress, repr: &ArpRepr, io: &mut impl Io<P>) -> bool {
+    fn send_arp(
+        &mut self,
+        port: u16,
+        dst: EthernetAddress,
+        repr: &ArpRepr,
+        io: &mut impl Io<P>,
+    ) -> bool {
         let Some(mut pkt) = io.alloc() else {
             self.counters.inc(Counter::DropMbufExhausted);
             return false;
@@ -365,7 +391,11 @@ impl<P: PacketBuf> Pipeline<P> {
     }
 
     fn new_session(&mut self, key: FlowKey, l4: &L4Info, now: u64) -> Result<u32, Counter> {
-        let Some(svc_id) = self.snap.services.find(key.proto, SocketAddrV4::new(key.dst, key.dport)) else {
+        let Some(svc_id) = self
+            .snap
+            .services
+            .find(key.proto, SocketAddrV4::new(key.dst, key.dport))
+        else {
             return Err(Counter::DropNoService);
         };
         // IPVS creates TCP sessions only on a SYN: anything else for an
@@ -376,7 +406,12 @@ impl<P: PacketBuf> Pipeline<P> {
         let Some(real_idx) = self.schedulers[svc_id as usize].pick() else {
             return Err(Counter::DropNoRealServer);
         };
-        let Some(real) = self.snap.services.get(svc_id).and_then(|s| s.reals.get(real_idx)) else {
+        let Some(real) = self
+            .snap
+            .services
+            .get(svc_id)
+            .and_then(|s| s.reals.get(real_idx))
+        else {
             return Err(Counter::DropNoRealServer);
         };
         let real = real.addr;
@@ -538,7 +573,7 @@ fn parse_ipv4(frame: &[u8]) -> Result<Ipv4Info, Counter> {
     Ok(Ipv4Info {
         src: ip.src_addr(),
         dst: ip.dst_addr(),
-        l4_start: ETH_LEN + ip.header_len() as usize,
+        l4_start: ETH_LEN + ip.header_len(),
         l4_end: ETH_LEN + ip.total_len() as usize,
     })
 }

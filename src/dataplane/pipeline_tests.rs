@@ -122,7 +122,10 @@ impl Lb {
             (1, R1_MAC, R1, "192.168.10.1"),
             (1, R2_MAC, R2, "192.168.10.1"),
         ] {
-            let out = self.rx(port, arp_frame(operation::REQUEST, mac, ip(addr), ip(target)));
+            let out = self.rx(
+                port,
+                arp_frame(operation::REQUEST, mac, ip(addr), ip(target)),
+            );
             assert_eq!(out.len(), 1, "the ARP request is answered");
         }
         self
@@ -151,7 +154,11 @@ fn arp_frame(op: u16, mac: EthernetAddress, sender: Ipv4Addr, target: Ipv4Addr) 
         target_ip: target,
     }
     .emit(&mut pkt);
-    let dst = if op == operation::REQUEST { EthernetAddress::BROADCAST } else { LB_LAN };
+    let dst = if op == operation::REQUEST {
+        EthernetAddress::BROADCAST
+    } else {
+        LB_LAN
+    };
     let mut f = eth(dst, mac, ethertype::ARP, &a);
     f.resize(60, 0); // Ethernet padding, as on the wire
     f
@@ -190,10 +197,20 @@ fn tcp_frame(
     }
     t[20..].copy_from_slice(b"data");
     TcpPacket::new_unchecked(&mut t[..]).fill_checksum(ip(src), ip(dst));
-    eth(dst_mac, src_mac, ethertype::IPV4, &ipv4(ip(src), ip(dst), protocol::TCP, &t))
+    eth(
+        dst_mac,
+        src_mac,
+        ethertype::IPV4,
+        &ipv4(ip(src), ip(dst), protocol::TCP, &t),
+    )
 }
 
-fn udp_frame(src: (&str, u16), dst: (&str, u16), src_mac: EthernetAddress, dst_mac: EthernetAddress) -> Vec<u8> {
+fn udp_frame(
+    src: (&str, u16),
+    dst: (&str, u16),
+    src_mac: EthernetAddress,
+    dst_mac: EthernetAddress,
+) -> Vec<u8> {
     let mut u = vec![0u8; 8 + 5];
     {
         let mut udp = UdpPacket::new_unchecked(&mut u[..]);
@@ -203,7 +220,12 @@ fn udp_frame(src: (&str, u16), dst: (&str, u16), src_mac: EthernetAddress, dst_m
     }
     u[8..].copy_from_slice(b"hello");
     UdpPacket::new_unchecked(&mut u[..]).fill_checksum(ip(src.0), ip(dst.0));
-    eth(dst_mac, src_mac, ethertype::IPV4, &ipv4(ip(src.0), ip(dst.0), protocol::UDP, &u))
+    eth(
+        dst_mac,
+        src_mac,
+        ethertype::IPV4,
+        &ipv4(ip(src.0), ip(dst.0), protocol::UDP, &u),
+    )
 }
 
 fn client_tcp(sport: u16, dport: u16, f: u8) -> Vec<u8> {
@@ -244,7 +266,10 @@ fn l2(frame: &[u8]) -> (EthernetAddress, EthernetAddress) {
 fn answers_arp_for_vip_and_own_addresses_only() {
     let mut lb = Lb::new(WRR_1_3);
     for (port, target) in [(0, VIP), (0, "10.10.0.1"), (1, "192.168.10.1"), (1, VIP)] {
-        let out = lb.rx(port, arp_frame(operation::REQUEST, CLIENT_MAC, ip(CLIENT), ip(target)));
+        let out = lb.rx(
+            port,
+            arp_frame(operation::REQUEST, CLIENT_MAC, ip(CLIENT), ip(target)),
+        );
         assert_eq!(out.len(), 1, "{target} on port {port}");
         let (out_port, f) = &out[0];
         assert_eq!(*out_port, port);
@@ -258,7 +283,12 @@ fn answers_arp_for_vip_and_own_addresses_only() {
     }
     // Not ours: another host's address, or our lan address asked on the wan.
     for (port, target) in [(0, "10.10.0.7"), (0, "192.168.10.1")] {
-        assert!(lb.rx(port, arp_frame(operation::REQUEST, CLIENT_MAC, ip(CLIENT), ip(target))).is_empty());
+        assert!(lb
+            .rx(
+                port,
+                arp_frame(operation::REQUEST, CLIENT_MAC, ip(CLIENT), ip(target))
+            )
+            .is_empty());
     }
     assert_eq!(lb.count(Counter::ArpRequestsAnswered), 4);
     assert_eq!(lb.count(Counter::DropArpNotOurs), 2);
@@ -267,7 +297,10 @@ fn answers_arp_for_vip_and_own_addresses_only() {
 #[test]
 fn first_syn_waits_for_arp_then_goes_out_dnatted() {
     let mut lb = Lb::new(WRR_1_3);
-    lb.rx(0, arp_frame(operation::REQUEST, CLIENT_MAC, ip(CLIENT), ip(VIP)));
+    lb.rx(
+        0,
+        arp_frame(operation::REQUEST, CLIENT_MAC, ip(CLIENT), ip(VIP)),
+    );
     // The real server's MAC is unknown: the SYN is held and sluice asks.
     let out = lb.rx(0, client_tcp(40000, 80, flags::SYN));
     assert_eq!(out.len(), 1);
@@ -275,18 +308,27 @@ fn first_syn_waits_for_arp_then_goes_out_dnatted() {
     assert_eq!(*port, 1);
     assert_eq!(l2(req), (LB_LAN, EthernetAddress::BROADCAST));
     let arp = ArpRepr::parse(&ArpPacket::new_checked(&req[ETH_LEN..]).unwrap());
-    assert_eq!((arp.operation, arp.sender_ip), (operation::REQUEST, ip("192.168.10.1")));
+    assert_eq!(
+        (arp.operation, arp.sender_ip),
+        (operation::REQUEST, ip("192.168.10.1"))
+    );
     let real_ip = arp.target_ip;
     assert!(real_ip == ip(R1) || real_ip == ip(R2));
     let real_mac = if real_ip == ip(R1) { R1_MAC } else { R2_MAC };
 
     // The reply releases the SYN, rewritten to the real server (port 8080).
-    let out = lb.rx(1, arp_frame(operation::REPLY, real_mac, real_ip, ip("192.168.10.1")));
+    let out = lb.rx(
+        1,
+        arp_frame(operation::REPLY, real_mac, real_ip, ip("192.168.10.1")),
+    );
     assert_eq!(out.len(), 1);
     let (port, syn) = &out[0];
     assert_eq!(*port, 1);
     assert_eq!(l2(syn), (LB_LAN, real_mac));
-    assert_eq!(endpoints(syn), (sa(CLIENT, 40000), SocketAddrV4::new(real_ip, 8080)));
+    assert_eq!(
+        endpoints(syn),
+        (sa(CLIENT, 40000), SocketAddrV4::new(real_ip, 8080))
+    );
     assert_eq!(Ipv4Packet::new_checked(&syn[ETH_LEN..]).unwrap().ttl(), 63);
     assert_eq!(lb.count(Counter::Conns), 1);
     assert_eq!(lb.count(Counter::ArpRepliesLearned), 1);
@@ -301,7 +343,16 @@ fn nat_both_ways_with_tcp_states() {
     let real_mac = if *real.ip() == ip(R1) { R1_MAC } else { R2_MAC };
 
     // SYN-ACK from the real server comes back from the VIP.
-    let out = lb.rx(1, tcp_frame(LB_LAN, real_mac, (&real.ip().to_string(), 8080), (CLIENT, 40001), flags::SYN | flags::ACK));
+    let out = lb.rx(
+        1,
+        tcp_frame(
+            LB_LAN,
+            real_mac,
+            (&real.ip().to_string(), 8080),
+            (CLIENT, 40001),
+            flags::SYN | flags::ACK,
+        ),
+    );
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].0, 0);
     assert_eq!(l2(&out[0].1), (LB_WAN, CLIENT_MAC));
@@ -325,7 +376,10 @@ fn nat_both_ways_with_tcp_states() {
     let s = lb.p.sessions().get(id.unwrap()).unwrap();
     assert_eq!(s.state, ConnState::Tcp(TcpState::CloseWait));
     assert_eq!(s.expires, 60_000);
-    assert_eq!((lb.count(Counter::InPkts), lb.count(Counter::OutPkts)), (3, 1));
+    assert_eq!(
+        (lb.count(Counter::InPkts), lb.count(Counter::OutPkts)),
+        (3, 1)
+    );
 }
 
 #[test]
@@ -349,7 +403,9 @@ fn wrr_weights_1_3_split_new_connections() {
 fn tcp_needs_a_syn_to_open_a_session() {
     let mut lb = Lb::new(WRR_1_3).with_neighbours();
     assert!(lb.rx(0, client_tcp(40002, 80, flags::ACK)).is_empty());
-    assert!(lb.rx(0, client_tcp(40002, 80, flags::SYN | flags::ACK)).is_empty());
+    assert!(lb
+        .rx(0, client_tcp(40002, 80, flags::SYN | flags::ACK))
+        .is_empty());
     assert!(lb.rx(0, client_tcp(40002, 80, flags::RST)).is_empty());
     assert_eq!(lb.count(Counter::DropNoSession), 3);
     assert_eq!(lb.p.sessions().len(), 0);
@@ -371,7 +427,9 @@ fn udp_session_and_expiry() {
     assert_eq!(lb.p.sessions().len(), 0);
     assert_eq!(lb.count(Counter::SessionsExpired), 1);
     // The reply path is closed with the session.
-    assert!(lb.rx(1, udp_frame((R1, 5353), (CLIENT, 5000), R1_MAC, LB_LAN)).is_empty());
+    assert!(lb
+        .rx(1, udp_frame((R1, 5353), (CLIENT, 5000), R1_MAC, LB_LAN))
+        .is_empty());
     assert_eq!(lb.count(Counter::DropNotServed), 1);
 }
 
@@ -379,9 +437,25 @@ fn udp_session_and_expiry() {
 fn traffic_sluice_does_not_serve_is_not_forwarded() {
     let mut lb = Lb::new(WRR_1_3).with_neighbours();
     // Client -> a real server directly, routed through sluice.
-    assert!(lb.rx(0, tcp_frame(LB_WAN, CLIENT_MAC, (CLIENT, 40003), (R1, 8080), flags::SYN)).is_empty());
+    assert!(lb
+        .rx(
+            0,
+            tcp_frame(LB_WAN, CLIENT_MAC, (CLIENT, 40003), (R1, 8080), flags::SYN)
+        )
+        .is_empty());
     // Real server -> client without a session.
-    assert!(lb.rx(1, tcp_frame(LB_LAN, R1_MAC, (R1, 8080), (CLIENT, 40003), flags::SYN | flags::ACK)).is_empty());
+    assert!(lb
+        .rx(
+            1,
+            tcp_frame(
+                LB_LAN,
+                R1_MAC,
+                (R1, 8080),
+                (CLIENT, 40003),
+                flags::SYN | flags::ACK
+            )
+        )
+        .is_empty());
     assert_eq!(lb.count(Counter::DropNotServed), 2);
     // Our address, but no service on that port.
     assert!(lb.rx(0, client_tcp(40004, 81, flags::SYN)).is_empty());
@@ -401,7 +475,12 @@ fn icmp_echo_to_vip_and_interface_is_answered() {
         }
         icmp[8..].copy_from_slice(b"abcdefgh");
         Icmpv4Packet::new_unchecked(&mut icmp[..]).fill_checksum();
-        let f = eth(LB_WAN, CLIENT_MAC, ethertype::IPV4, &ipv4(ip(CLIENT), ip(target), protocol::ICMP, &icmp));
+        let f = eth(
+            LB_WAN,
+            CLIENT_MAC,
+            ethertype::IPV4,
+            &ipv4(ip(CLIENT), ip(target), protocol::ICMP, &icmp),
+        );
         let out = lb.rx(0, f);
         assert_eq!(out.len(), 1);
         let (port, reply) = &out[0];
@@ -435,7 +514,13 @@ fn malformed_frames_are_dropped_and_counted() {
     long_total[ETH_LEN + 2..ETH_LEN + 4].copy_from_slice(&1500u16.to_be_bytes());
     let mut short_total = good.clone();
     short_total[ETH_LEN + 2..ETH_LEN + 4].copy_from_slice(&10u16.to_be_bytes());
-    for f in [bad_ihl, bad_version, long_total, short_total, good[..ETH_LEN + 12].to_vec()] {
+    for f in [
+        bad_ihl,
+        bad_version,
+        long_total,
+        short_total,
+        good[..ETH_LEN + 12].to_vec(),
+    ] {
         assert!(lb.rx(0, f).is_empty());
     }
     assert_eq!(lb.count(Counter::DropMalformedIpv4), 5);
@@ -500,7 +585,7 @@ fn every_prefix_of_a_frame_is_handled_without_panic() {
             x ^= x << 13;
             x ^= x >> 17;
             x ^= x << 5;
-            if x % 7 == 0 {
+            if x.is_multiple_of(7) {
                 *b = x as u8;
             }
         }
@@ -539,7 +624,10 @@ fn ttl_one_is_not_forwarded() {
 #[test]
 fn unanswered_arp_drops_the_queued_packets_after_retries() {
     let mut lb = Lb::new(WRR_1_3);
-    lb.rx(0, arp_frame(operation::REQUEST, CLIENT_MAC, ip(CLIENT), ip(VIP)));
+    lb.rx(
+        0,
+        arp_frame(operation::REQUEST, CLIENT_MAC, ip(CLIENT), ip(VIP)),
+    );
     let first = lb.rx(0, client_tcp(40010, 80, flags::SYN));
     assert_eq!(first.len(), 1, "one ARP request");
     // More packets to the same real server queue behind it, no new request.
@@ -585,15 +673,30 @@ addr = "192.168.10.2:80"
     let mut p: Pipeline<Vec<u8>> = Pipeline::new(Arc::new(snap));
     let mut io = TestIo::default();
     // A client far away, reached through the default route's gateway.
-    let syn = tcp_frame(LB_WAN, CLIENT_MAC, ("203.0.113.9", 40000), (VIP, 80), flags::SYN);
+    let syn = tcp_frame(
+        LB_WAN,
+        CLIENT_MAC,
+        ("203.0.113.9", 40000),
+        (VIP, 80),
+        flags::SYN,
+    );
     p.process(0, syn, 0, &mut io);
     let out = io.take();
     assert_eq!(l2(&out[0].1), (LB_LAN, R1_MAC));
-    let synack = tcp_frame(LB_LAN, R1_MAC, (R1, 80), ("203.0.113.9", 40000), flags::SYN | flags::ACK);
+    let synack = tcp_frame(
+        LB_LAN,
+        R1_MAC,
+        (R1, 80),
+        ("203.0.113.9", 40000),
+        flags::SYN | flags::ACK,
+    );
     p.process(1, synack, 0, &mut io);
     let out = io.take();
     assert_eq!(out[0].0, 0);
-    assert_eq!(l2(&out[0].1), (LB_WAN, EthernetAddress([2, 0, 0, 0, 0, 0xfe])));
+    assert_eq!(
+        l2(&out[0].1),
+        (LB_WAN, EthernetAddress([2, 0, 0, 0, 0, 0xfe]))
+    );
     assert_eq!(p.counters().get(Counter::ArpRequestsSent), 0);
 }
 
@@ -627,7 +730,9 @@ fn session_table_full_refuses_new_connections_only() {
 fn the_packet_path_does_not_allocate() {
     let mut lb = Lb::new(WRR_1_3).with_neighbours();
     // Frames are built up front; the pipeline owns and frees them.
-    let frames: Vec<Vec<u8>> = (0..64).map(|i| client_tcp(30000 + i, 80, flags::SYN)).collect();
+    let frames: Vec<Vec<u8>> = (0..64)
+        .map(|i| client_tcp(30000 + i, 80, flags::SYN))
+        .collect();
     let mut io = TestIo {
         sent: Vec::with_capacity(64),
     };

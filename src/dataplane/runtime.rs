@@ -14,11 +14,17 @@ use std::time::Duration;
 
 /// Runs sluice with `config` until `stop` is set. `on_ready` is called once
 /// the workers are polling. Returns the workers' counters, summed.
-pub fn run(config: &Config, stop: Arc<AtomicBool>, on_ready: impl FnOnce()) -> Result<Counters, String> {
+pub fn run(
+    config: &Config,
+    stop: Arc<AtomicBool>,
+    on_ready: impl FnOnce(),
+) -> Result<Counters, String> {
     let eal = Eal::init(&config.eal).map_err(|e| e.to_string())?;
     let port_count = eal.port_count();
     if port_count == 0 {
-        return Err("DPDK found no ports: check dpdk.eal (--vdev/-a) and the device bindings".into());
+        return Err(
+            "DPDK found no ports: check dpdk.eal (--vdev/-a) and the device bindings".into(),
+        );
     }
     for iface in &config.interfaces {
         if iface.port >= port_count {
@@ -33,11 +39,15 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>, on_ready: impl FnOnce()) -> R
         return Err("no worker lcore: give EAL at least two lcores (e.g. -l 0-1)".into());
     };
     if lcores.len() > 1 {
-        warn!("{} worker lcores given; this version runs one worker (lcore {lcore})", lcores.len());
+        warn!(
+            "{} worker lcores given; this version runs one worker (lcore {lcore})",
+            lcores.len()
+        );
     }
 
     let pool = Arc::new(
-        Mempool::new("sluice_mbufs", config.dataplane.mbufs, 256, eal.socket_id()).map_err(|e| e.to_string())?,
+        Mempool::new("sluice_mbufs", config.dataplane.mbufs, 256, eal.socket_id())
+            .map_err(|e| e.to_string())?,
     );
     let setup = PortSetup {
         rx_queues: 1,
@@ -74,7 +84,8 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>, on_ready: impl FnOnce()) -> R
         snapshot,
         stop: Arc::clone(&stop),
     };
-    let join = LcoreJoin::launch(lcore, move || worker::run(worker_setup)).map_err(|e| e.to_string())?;
+    let join =
+        LcoreJoin::launch(lcore, move || worker::run(worker_setup)).map_err(|e| e.to_string())?;
     on_ready();
 
     while !stop.load(Ordering::Relaxed) {

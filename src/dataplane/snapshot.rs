@@ -61,7 +61,10 @@ impl Snapshot {
         }
         for n in &config.neighbours {
             if n.port as usize >= ports.len() {
-                return Err(format!("neighbour {}: port {} does not exist", n.addr, n.port));
+                return Err(format!(
+                    "neighbour {}: port {} does not exist",
+                    n.addr, n.port
+                ));
             }
         }
         let services =
@@ -70,7 +73,7 @@ impl Snapshot {
             ports,
             routes: config.routes.clone(),
             services,
-            timeouts: config.timeouts.clone(),
+            timeouts: config.timeouts,
             neighbours: config.neighbours.clone(),
             max_sessions: config.dataplane.max_sessions,
             max_neighbours: config.dataplane.max_neighbours,

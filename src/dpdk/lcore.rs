@@ -55,7 +55,10 @@ impl<R: Send + 'static> LcoreJoin<R> {
         if rc < 0 {
             // SAFETY: not launched, so we still own arg.
             drop(unsafe { Box::from_raw(arg as *mut Job) });
-            return Err(DpdkError::new(format!("rte_eal_remote_launch(lcore {lcore})"), rc));
+            return Err(DpdkError::new(
+                format!("rte_eal_remote_launch(lcore {lcore})"),
+                rc,
+            ));
         }
         Ok(LcoreJoin { lcore, result })
     }

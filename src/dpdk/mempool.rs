@@ -16,7 +16,8 @@ unsafe impl Sync for Mempool {}
 impl Mempool {
     /// `size` mbufs (best as 2^n - 1), each with DPDK's default data room.
     pub fn new(name: &str, size: u32, cache: u32, socket: i32) -> Result<Mempool, DpdkError> {
-        let cname = CString::new(name).map_err(|_| DpdkError::new("rte_pktmbuf_pool_create", 22))?;
+        let cname =
+            CString::new(name).map_err(|_| DpdkError::new("rte_pktmbuf_pool_create", 22))?;
         // SAFETY: cname is a valid C string; the other arguments are values.
         let p = unsafe {
             sys::rte_pktmbuf_pool_create(
@@ -28,9 +29,9 @@ impl Mempool {
                 socket,
             )
         };
-        NonNull::new(p)
-            .map(Mempool)
-            .ok_or_else(|| DpdkError::from_errno(format!("rte_pktmbuf_pool_create({name}, {size})")))
+        NonNull::new(p).map(Mempool).ok_or_else(|| {
+            DpdkError::from_errno(format!("rte_pktmbuf_pool_create({name}, {size})"))
+        })
     }
 
     pub fn as_ptr(&self) -> *mut sys::rte_mempool {

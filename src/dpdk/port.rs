@@ -61,9 +61,7 @@ impl Port {
         // SAFETY: zeroed rte_eth_conf is DPDK's "all defaults".
         let conf: sys::rte_eth_conf = unsafe { std::mem::zeroed() };
         // SAFETY: valid port id (checked by dev_info_get), conf outlives the call.
-        let rc = unsafe {
-            sys::rte_eth_dev_configure(id, setup.rx_queues, setup.tx_queues, &conf)
-        };
+        let rc = unsafe { sys::rte_eth_dev_configure(id, setup.rx_queues, setup.tx_queues, &conf) };
         if rc < 0 {
             return Err(DpdkError::new(call("rte_eth_dev_configure"), rc));
         }
@@ -83,14 +81,21 @@ impl Port {
                 sys::rte_eth_rx_queue_setup(id, q, rx_desc, socket, std::ptr::null(), pool.as_ptr())
             };
             if rc < 0 {
-                return Err(DpdkError::new(call(&format!("rte_eth_rx_queue_setup q{q}")), rc));
+                return Err(DpdkError::new(
+                    call(&format!("rte_eth_rx_queue_setup q{q}")),
+                    rc,
+                ));
             }
         }
         for q in 0..setup.tx_queues {
             // SAFETY: null tx_conf = driver defaults.
-            let rc = unsafe { sys::rte_eth_tx_queue_setup(id, q, tx_desc, socket, std::ptr::null()) };
+            let rc =
+                unsafe { sys::rte_eth_tx_queue_setup(id, q, tx_desc, socket, std::ptr::null()) };
             if rc < 0 {
-                return Err(DpdkError::new(call(&format!("rte_eth_tx_queue_setup q{q}")), rc));
+                return Err(DpdkError::new(
+                    call(&format!("rte_eth_tx_queue_setup q{q}")),
+                    rc,
+                ));
             }
         }
         // SAFETY: configured port.
@@ -122,7 +127,10 @@ impl Port {
         // SAFETY: raw is a live local; invalid ids return an error.
         let rc = unsafe { sys::rte_eth_dev_info_get(id, &mut raw) };
         if rc < 0 {
-            return Err(DpdkError::new(format!("rte_eth_dev_info_get(port {id})"), rc));
+            return Err(DpdkError::new(
+                format!("rte_eth_dev_info_get(port {id})"),
+                rc,
+            ));
         }
         let driver = if raw.driver_name.is_null() {
             String::from("?")

@@ -25,7 +25,13 @@ pub fn decrement_ttl(packet: &mut [u8]) -> bool {
 /// Rewrites the IPv4 `packet` (header validated, `l4_offset` = its header
 /// length, TCP or UDP header validated) to `src` -> `dst`.
 #[inline]
-pub fn translate(packet: &mut [u8], l4_offset: usize, proto: Proto, src: SocketAddrV4, dst: SocketAddrV4) {
+pub fn translate(
+    packet: &mut [u8],
+    l4_offset: usize,
+    proto: Proto,
+    src: SocketAddrV4,
+    dst: SocketAddrV4,
+) {
     let mut ip = Ipv4Packet::new_unchecked(&mut *packet);
     let (old_src, old_dst) = (ip.src_addr(), ip.dst_addr());
     let mut sum = ip.checksum();
