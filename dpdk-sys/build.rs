@@ -35,6 +35,7 @@ fn main() {
         .allowlist_var("RTE_.*")
         .allowlist_var("rte_.*")
         .allowlist_var("per_lcore_.*")
+        .allowlist_var("RING_F_.*")
         // Packed structs rustc cannot lay out: make them opaque blobs.
         .opaque_type("rte_arp_ipv4")
         .opaque_type("rte_arp_hdr")

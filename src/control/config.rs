@@ -2,6 +2,7 @@
 //! into typed values. Every error names the file, the field and the reason,
 //! and nothing starts until the whole file is valid.
 
+use crate::lb::laddr;
 use crate::lb::scheduler::SchedulerKind;
 use crate::lb::service::{ForwardMode, RealServer, Service};
 use crate::lb::tcp_state::Timeouts;
@@ -13,6 +14,7 @@ use serde::Deserialize;
 use std::collections::HashSet;
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::ops::RangeInclusive;
 use std::path::Path;
 
 /// The configuration sluice runs with when `--config` is not given: the
@@ -50,6 +52,11 @@ pub struct DataplaneConfig {
     pub max_neighbours: usize,
     pub rx_desc: u16,
     pub tx_desc: u16,
+    /// FULLNAT local ports (each worker takes those equal to its index
+    /// modulo the number of workers).
+    pub local_port_range: RangeInclusive<u16>,
+    /// Use the NICs' tx checksum offload where they have it.
+    pub tx_checksum_offload: bool,
 }
 
 impl Default for DataplaneConfig {
@@ -60,6 +67,8 @@ impl Default for DataplaneConfig {
             max_neighbours: 1024,
             rx_desc: 1024,
             tx_desc: 1024,
+            local_port_range: 1024..=65535,
+            tx_checksum_offload: true,
         }
     }
 }
@@ -122,6 +131,8 @@ struct RawDataplane {
     max_neighbours: Option<usize>,
     rx_desc: Option<u16>,
     tx_desc: Option<u16>,
+    local_port_range: Option<[u16; 2]>,
+    tx_checksum_offload: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -157,6 +168,8 @@ struct RawService {
     scheduler: String,
     #[serde(default, rename = "real")]
     reals: Vec<RawReal>,
+    #[serde(default)]
+    laddrs: Vec<String>,
 }
 
 fn default_mode() -> String {
@@ -264,7 +277,19 @@ impl Validator<'_> {
             max_neighbours: raw.max_neighbours.unwrap_or(d.max_neighbours),
             rx_desc: raw.rx_desc.unwrap_or(d.rx_desc),
             tx_desc: raw.tx_desc.unwrap_or(d.tx_desc),
+            local_port_range: match raw.local_port_range {
+                Some([lo, hi]) => lo..=hi,
+                None => d.local_port_range,
+            },
+            tx_checksum_offload: raw.tx_checksum_offload.unwrap_or(d.tx_checksum_offload),
         };
+        let ports = &out.local_port_range;
+        if *ports.start() == 0 || ports.start() > ports.end() {
+            return Err(self.err(
+                "dataplane.local_port_range",
+                "must be [first, last] with 1 <= first <= last <= 65535",
+            ));
+        }
         if out.mbufs < 1023 {
             return Err(self.err("dataplane.mbufs", "must be at least 1023"));
         }
@@ -409,16 +434,13 @@ impl Validator<'_> {
                     format!("{:?}: expected \"tcp\" or \"udp\"", s.proto),
                 )
             })?;
-            let mode: ForwardMode = s
-                .mode
-                .parse()
-                .map_err(|_| self.err(f("mode"), format!("{:?}: expected \"nat\"", s.mode)))?;
-            if mode != ForwardMode::Nat {
-                return Err(self.err(
+            let mode: ForwardMode = s.mode.parse().map_err(|_| {
+                self.err(
                     f("mode"),
-                    format!("{:?} is not supported yet; use \"nat\"", s.mode),
-                ));
-            }
+                    format!("{:?}: expected \"nat\" or \"fullnat\"", s.mode),
+                )
+            })?;
+            let laddrs = self.laddrs(i, mode, &s.laddrs)?;
             let scheduler: SchedulerKind = s.scheduler.parse().map_err(|_| {
                 self.err(
                     f("scheduler"),
@@ -461,7 +483,59 @@ impl Validator<'_> {
                 mode,
                 scheduler,
                 reals,
+                laddrs,
             });
+        }
+        // A local address receives replies; it must not also be a VIP, or a
+        // reply could not be told from a new connection.
+        for (i, s) in out.iter().enumerate() {
+            for (j, l) in s.laddrs.iter().enumerate() {
+                if out.iter().any(|other| other.vip.ip() == l) {
+                    return Err(self.err(
+                        format!("service[{i}].laddrs[{j}]"),
+                        format!("{l} is also a VIP; local addresses must be distinct from VIPs"),
+                    ));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// FULLNAT's local addresses: required there, meaningless in NAT mode.
+    fn laddrs(
+        &self,
+        i: usize,
+        mode: ForwardMode,
+        raw: &[String],
+    ) -> Result<Vec<Ipv4Addr>, ConfigError> {
+        let field = format!("service[{i}].laddrs");
+        match mode {
+            ForwardMode::Nat if !raw.is_empty() => {
+                return Err(self.err(field, "local addresses only apply to mode \"fullnat\""));
+            }
+            ForwardMode::FullNat if raw.is_empty() => {
+                return Err(self.err(field, "mode \"fullnat\" needs at least one local address"));
+            }
+            _ => {}
+        }
+        if raw.len() > laddr::MAX_LADDRS {
+            return Err(self.err(
+                field,
+                format!("at most {} local addresses per service", laddr::MAX_LADDRS),
+            ));
+        }
+        let mut out = Vec::new();
+        for (j, a) in raw.iter().enumerate() {
+            let addr: Ipv4Addr = a.parse().map_err(|_| {
+                self.err(
+                    format!("{field}[{j}]"),
+                    format!("{a:?} is not an IPv4 address"),
+                )
+            })?;
+            if out.contains(&addr) {
+                return Err(self.err(format!("{field}[{j}]"), format!("{addr} is listed twice")));
+            }
+            out.push(addr);
         }
         Ok(out)
     }
@@ -656,6 +730,33 @@ udp = 30
         assert!(e.contains("x.toml: interface"), "{e}");
         let e = err("[[interface]]\nport = 1\naddrs = [\"192.168.20.1/24\"]\n");
         assert!(e.contains("interface[2].port"), "{e}");
+    }
+
+    #[test]
+    fn fullnat_needs_local_addresses() {
+        let svc = |mode: &str, laddrs: &str| {
+            format!(
+                "[[service]]\nvip = \"10.10.0.100:80\"\nproto = \"tcp\"\nmode = \"{mode}\"\n{laddrs}\n\
+                 [[service.real]]\naddr = \"172.16.0.2:80\"\n"
+            )
+        };
+        let c = with(&svc(
+            "fullnat",
+            "laddrs = [\"192.168.10.100\", \"192.168.10.101\"]",
+        ))
+        .unwrap();
+        assert_eq!(c.services[0].mode, ForwardMode::FullNat);
+        assert_eq!(c.services[0].laddrs.len(), 2);
+        assert!(err(&svc("fullnat", "")).contains("service[0].laddrs"));
+        assert!(err(&svc("nat", "laddrs = [\"192.168.10.100\"]")).contains("service[0].laddrs"));
+        assert!(
+            err(&svc("fullnat", "laddrs = [\"192.168.10.x\"]")).contains("service[0].laddrs[0]")
+        );
+        assert!(err(&svc("fullnat", "laddrs = [\"10.10.0.100\"]")).contains("also a VIP"));
+        let e = err("[dataplane]\nlocal_port_range = [2000, 1000]\n");
+        assert!(e.contains("dataplane.local_port_range"), "{e}");
+        let c = with("[dataplane]\nlocal_port_range = [40000, 40007]\n").unwrap();
+        assert_eq!(c.dataplane.local_port_range, 40000..=40007);
     }
 
     #[test]

@@ -41,6 +41,13 @@ counters! {
     /// Sessions created (IPVS Conns).
     Conns => "conns",
     SessionsExpired => "sessions_expired",
+    /// ICMP errors about a session, translated and passed on.
+    IcmpErrorsTranslated => "icmp_errors_translated",
+    /// Packets passed to the worker that owns their session.
+    SteerHandoffs => "steer_handoffs",
+    /// Packets that reached a worker that does not own their session after
+    /// steering: a bug if ever non-zero; dropped.
+    SteerMisses => "steer_misses",
     /// Unicast frame for another station (ports run promiscuous).
     DropNotForUs => "drop_not_for_us",
     /// A frame we sent ourselves, seen again on receive.
@@ -76,12 +83,17 @@ counters! {
     DropNeighbourTableFull => "drop_neighbour_table_full",
     /// Waited on ARP, which never answered.
     DropNeighbourUnresolved => "drop_neighbour_unresolved",
-    /// ICMP that is neither an echo request to us nor handled otherwise.
+    /// ICMP that is neither an echo request to us nor an error about one
+    /// of our sessions.
     DropIcmpUnhandled => "drop_icmp_unhandled",
     /// An IP protocol other than TCP, UDP or ICMP to one of our addresses.
     DropUnsupportedL4 => "drop_unsupported_l4",
     /// No buffer for a packet sluice wanted to originate (ARP).
     DropMbufExhausted => "drop_mbuf_exhausted",
+    /// The ring to the owning worker was full.
+    DropHandoffRingFull => "drop_handoff_ring_full",
+    /// FULLNAT: no free local address/port toward that real server.
+    DropLaddrExhausted => "drop_laddr_exhausted",
 }
 
 /// A worker's counters. Written only by its worker (no atomics needed on

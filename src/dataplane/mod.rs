@@ -6,6 +6,7 @@ pub mod counters;
 pub mod pipeline;
 pub mod runtime;
 pub mod snapshot;
+pub mod steering;
 pub mod worker;
 
 pub use counters::{Counter, Counters};

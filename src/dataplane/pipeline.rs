@@ -7,9 +7,12 @@
 //! and benchmarks drive exactly the code that runs on the workers.
 
 use super::counters::{Counter, Counters};
-use super::snapshot::Snapshot;
+use super::snapshot::{Destination, Snapshot};
+use crate::lb::icmp_error;
+use crate::lb::laddr::{self, LocalPool};
 use crate::lb::nat;
 use crate::lb::scheduler::Scheduler;
+use crate::lb::service::ForwardMode;
 use crate::lb::session::{ConnState, FlowKey, InsertError, Session, SessionTable};
 use crate::lb::tcp_state::{self, Direction, TcpFlags, TcpState};
 use crate::lb::Proto;
@@ -29,6 +32,10 @@ pub trait PacketBuf {
     fn data_mut(&mut self) -> &mut [u8];
     /// Sets the length of a fresh buffer; false if it does not fit.
     fn set_len(&mut self, len: usize) -> bool;
+    /// Asks the NIC to compute the IPv4 header checksum and the TCP/UDP
+    /// checksum on transmit. The pipeline has zeroed the former and put the
+    /// pseudo-header sum in the latter, as DPDK's offload expects.
+    fn request_tx_checksums(&mut self, l3_len: usize, proto: Proto);
 }
 
 /// Where the pipeline's output goes.
@@ -37,14 +44,20 @@ pub trait Io<P> {
     fn send(&mut self, port: u16, pkt: P);
     /// A new empty buffer for a packet sluice originates (ARP).
     fn alloc(&mut self) -> Option<P>;
+    /// Hands `pkt`, received on `in_port`, to `worker`, the worker that
+    /// owns its session (through a lock-free ring).
+    fn handoff(&mut self, worker: u16, in_port: u16, pkt: P);
 }
 
 /// What to do with a frame once it has been looked at.
 enum Verdict {
     /// Complete frame (L2 included): send on this port.
     Transmit(u16),
-    /// Rewritten IPv4 packet: resolve the next hop's MAC, then send.
-    Forward(NextHop),
+    /// Rewritten IPv4 packet: resolve the next hop's MAC, then send;
+    /// `offload` = (l3_len, proto) when the NIC computes the checksums.
+    Forward(NextHop, Option<(usize, Proto)>),
+    /// Another worker owns this packet's session.
+    Handoff(u16),
     /// Fully handled (e.g. an ARP reply that was learned); free it.
     Consumed,
     Drop(Counter),
@@ -69,6 +82,13 @@ struct L4Info {
     flags: TcpFlags,
 }
 
+/// Where a frame came from: a port's rx queue, or another worker's ring.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Rx,
+    Handoff,
+}
+
 /// Ethernet + ARP for IPv4, as sluice sends it (padded to the minimum frame).
 const ARP_FRAME_LEN: usize = 60;
 const ETH_LEN: usize = EthernetFrame::<&[u8]>::HEADER_LEN;
@@ -77,23 +97,49 @@ const DEFAULT_TTL: u8 = 64;
 /// Sessions reclaimed per `poll` at most, so a mass expiry cannot stall rx.
 const EXPIRE_BUDGET: usize = 4096;
 
-/// One worker's pipeline: its sessions, neighbours and schedulers, and the
-/// configuration snapshot it runs on.
+/// The worker that owns the sessions of a client (address, port). Both
+/// directions of a NAT session can compute it: inbound packets carry the
+/// client as source, replies as destination. FULLNAT replies are steered by
+/// their local port instead (`laddr::owner_of_port`).
+#[inline]
+pub fn client_owner(addr: Ipv4Addr, port: u16, workers: u16) -> u16 {
+    let x = (u32::from(addr) ^ (u32::from(port) << 16 | u32::from(port))).wrapping_mul(0x9e37_79b1);
+    ((u64::from(x) * u64::from(workers)) >> 32) as u16
+}
+
+/// One worker's pipeline: its sessions, neighbours, schedulers and local
+/// address pools, and the configuration snapshot it runs on.
 pub struct Pipeline<P> {
     snap: Arc<Snapshot>,
+    /// This worker's index and the number of workers.
+    worker: u16,
+    workers: u16,
     /// Per-service scheduler state, owned by this worker.
     schedulers: Vec<Scheduler>,
+    /// Per-service FULLNAT local address pools (None for NAT services).
+    pools: Vec<Option<LocalPool>>,
     sessions: SessionTable,
     neighbours: NeighbourTable<P>,
     counters: Counters,
 }
 
 impl<P: PacketBuf> Pipeline<P> {
-    pub fn new(snap: Arc<Snapshot>) -> Self {
+    /// The pipeline of worker `worker` out of `snap.workers`.
+    pub fn new(snap: Arc<Snapshot>, worker: u16) -> Self {
+        let workers = snap.workers;
         let schedulers = snap
             .services
             .iter()
             .map(|(_, s)| Scheduler::new(s.scheduler, &s.weights().collect::<Vec<_>>()))
+            .collect();
+        let pools = snap
+            .services
+            .iter()
+            .map(|(_, s)| {
+                (s.mode == ForwardMode::FullNat).then(|| {
+                    LocalPool::new(&s.laddrs, snap.local_port_range.clone(), worker, workers)
+                })
+            })
             .collect();
         let mut neighbours = NeighbourTable::new(NeighbourConfig {
             capacity: snap.max_neighbours,
@@ -105,7 +151,10 @@ impl<P: PacketBuf> Pipeline<P> {
         }
         Pipeline {
             sessions: SessionTable::with_capacity(snap.max_sessions),
+            worker,
+            workers,
             schedulers,
+            pools,
             neighbours,
             counters: Counters::default(),
             snap,
@@ -128,24 +177,56 @@ impl<P: PacketBuf> Pipeline<P> {
         &self.neighbours
     }
 
-    /// Handles one received frame.
+    /// Free (local address, port) pairs of service `service`'s pool.
+    pub fn laddr_available(&self, service: u32) -> Option<usize> {
+        self.pools
+            .get(service as usize)?
+            .as_ref()
+            .map(|p| p.available())
+    }
+
+    /// Handles one frame received on `in_port`.
     #[inline]
-    pub fn process(&mut self, in_port: u16, mut pkt: P, now: u64, io: &mut impl Io<P>) {
+    pub fn process(&mut self, in_port: u16, pkt: P, now: u64, io: &mut impl Io<P>) {
         self.counters.inc(Counter::RxPackets);
-        match self.classify(in_port, pkt.data_mut(), now, io) {
+        self.handle(in_port, pkt, now, io, Source::Rx);
+    }
+
+    /// Handles a frame another worker handed over (it was received on
+    /// `in_port` and this worker owns its session).
+    #[inline]
+    pub fn process_handoff(&mut self, in_port: u16, pkt: P, now: u64, io: &mut impl Io<P>) {
+        self.handle(in_port, pkt, now, io, Source::Handoff);
+    }
+
+    #[inline]
+    fn handle(&mut self, in_port: u16, mut pkt: P, now: u64, io: &mut impl Io<P>, source: Source) {
+        match self.classify(in_port, pkt.data_mut(), now, io, source) {
             Verdict::Transmit(port) => io.send(port, pkt),
-            Verdict::Forward(nh) => self.forward(nh, pkt, now, io),
+            Verdict::Forward(nh, offload) => {
+                if let Some((l3_len, proto)) = offload {
+                    pkt.request_tx_checksums(l3_len, proto);
+                }
+                self.forward(nh, pkt, now, io)
+            }
+            Verdict::Handoff(worker) => {
+                self.counters.inc(Counter::SteerHandoffs);
+                io.handoff(worker, in_port, pkt);
+            }
             Verdict::Consumed => {}
             Verdict::Drop(reason) => self.counters.inc(reason),
         }
     }
 
     /// Timers, called every few milliseconds (never per packet): session
-    /// expiry and ARP retransmission/aging.
+    /// expiry (returning FULLNAT local ports to their pool) and ARP
+    /// retransmission/aging.
     pub fn poll(&mut self, now: u64, io: &mut impl Io<P>) {
         let counters = &mut self.counters;
-        self.sessions.expire(now, EXPIRE_BUDGET, |_| {
-            counters.inc(Counter::SessionsExpired)
+        let pools = &mut self.pools;
+        self.sessions.expire(now, EXPIRE_BUDGET, |s| {
+            counters.inc(Counter::SessionsExpired);
+            release_local(pools, s);
         });
 
         // Collect first: the events borrow the table, the sends need self.
@@ -158,9 +239,8 @@ impl<P: PacketBuf> Pipeline<P> {
                 port,
                 target_mac,
             } => {
-                if requests.try_push((ip, port, target_mac)).is_err() {
-                    // Retried on the next poll.
-                }
+                // Past 64 in one poll, the rest are retried on the next one.
+                let _ = requests.try_push((ip, port, target_mac));
             }
             NeighbourEvent::Unresolved(pkt) => {
                 drop(pkt);
@@ -172,29 +252,22 @@ impl<P: PacketBuf> Pipeline<P> {
         }
     }
 
-    /// Gratuitous ARP for every VIP, on the ports whose subnet holds it (all
-    /// ports if none does), so switches and neighbours learn where it lives.
+    /// Gratuitous ARP for every VIP and local address, on the ports whose
+    /// subnet holds it (all ports if none does), so switches and neighbours
+    /// learn where it lives. Worker 0 only: one announcement is enough.
     pub fn announce(&mut self, io: &mut impl Io<P>) {
+        if self.worker != 0 {
+            return;
+        }
         let snap = Arc::clone(&self.snap);
-        for vip in snap.services.vips() {
-            let on_subnet: Vec<u16> = snap
-                .ports
-                .iter()
-                .filter(|p| p.addrs.iter().any(|a| a.contains(vip)))
-                .map(|p| p.id)
-                .collect();
-            let ports: Vec<u16> = if on_subnet.is_empty() {
-                snap.ports.iter().map(|p| p.id).collect()
-            } else {
-                on_subnet
-            };
-            for port in ports {
+        for addr in snap.announced_addrs() {
+            for port in snap.announce_ports(addr) {
                 let repr = ArpRepr {
                     operation: operation::REQUEST,
                     sender_hw: snap.ports[port as usize].mac,
-                    sender_ip: vip,
+                    sender_ip: addr,
                     target_hw: EthernetAddress([0; 6]),
-                    target_ip: vip,
+                    target_ip: addr,
                 };
                 if self.send_arp(port, EthernetAddress::BROADCAST, &repr, io) {
                     self.counters.inc(Counter::GarpSent);
@@ -209,6 +282,7 @@ impl<P: PacketBuf> Pipeline<P> {
         frame: &mut [u8],
         now: u64,
         io: &mut impl Io<P>,
+        source: Source,
     ) -> Verdict {
         let Some(port) = self.snap.ports.get(in_port as usize) else {
             return Verdict::Drop(Counter::DropNotForUs);
@@ -225,15 +299,22 @@ impl<P: PacketBuf> Pipeline<P> {
             return Verdict::Drop(Counter::DropNotForUs);
         }
         match ethertype {
-            ethertype::IPV4 => self.ipv4(in_port, frame, now),
-            ethertype::ARP => self.arp(in_port, frame, now, io),
+            ethertype::IPV4 => self.ipv4(in_port, frame, now, source),
+            ethertype::ARP => self.arp(in_port, frame, now, io, source),
             _ => Verdict::Drop(Counter::DropUnknownEthertype),
         }
     }
 
     // ---- ARP ----
 
-    fn arp(&mut self, in_port: u16, frame: &mut [u8], now: u64, io: &mut impl Io<P>) -> Verdict {
+    fn arp(
+        &mut self,
+        in_port: u16,
+        frame: &mut [u8],
+        now: u64,
+        io: &mut impl Io<P>,
+        source: Source,
+    ) -> Verdict {
         let Ok(arp) = ArpPacket::new_checked(&frame[ETH_LEN..]) else {
             return Verdict::Drop(Counter::DropMalformedArp);
         };
@@ -241,6 +322,11 @@ impl<P: PacketBuf> Pipeline<P> {
         let port_mac = self.snap.ports[in_port as usize].mac;
         let ours = self.snap.answers_arp(in_port, req.target_ip);
 
+        // Neighbour tables are per worker: whoever receives an ARP frame
+        // shares what it teaches with the others (copies, learn only).
+        if source == Source::Rx && self.workers > 1 && ours {
+            self.share_arp(in_port, frame, io);
+        }
         // Learn the sender, creating an entry only when it talks to us (as
         // Linux does), so a chatty LAN cannot fill the table.
         if !req.sender_ip.is_unspecified() && req.sender_hw.is_unicast() {
@@ -251,6 +337,9 @@ impl<P: PacketBuf> Pipeline<P> {
                 write_l2(pkt.data_mut(), port_mac, req.sender_hw);
                 io.send(in_port, pkt);
             }
+        }
+        if source == Source::Handoff {
+            return Verdict::Consumed;
         }
         if !ours {
             return Verdict::Drop(Counter::DropArpNotOurs);
@@ -275,6 +364,20 @@ impl<P: PacketBuf> Pipeline<P> {
                 Verdict::Consumed
             }
             _ => Verdict::Drop(Counter::DropMalformedArp),
+        }
+    }
+
+    /// Sends a copy of an ARP frame to every other worker.
+    fn share_arp(&mut self, in_port: u16, frame: &[u8], io: &mut impl Io<P>) {
+        for w in (0..self.workers).filter(|&w| w != self.worker) {
+            let Some(mut copy) = io.alloc() else {
+                self.counters.inc(Counter::DropMbufExhausted);
+                continue;
+            };
+            if copy.set_len(frame.len()) {
+                copy.data_mut().copy_from_slice(frame);
+                io.handoff(w, in_port, copy);
+            }
         }
     }
 
@@ -332,32 +435,61 @@ impl<P: PacketBuf> Pipeline<P> {
 
     // ---- IPv4 ----
 
-    fn ipv4(&mut self, in_port: u16, frame: &mut [u8], now: u64) -> Verdict {
+    fn ipv4(&mut self, in_port: u16, frame: &mut [u8], now: u64, source: Source) -> Verdict {
         let info = match parse_ipv4(frame) {
             Ok(info) => info,
             Err(reason) => return Verdict::Drop(reason),
         };
         let proto = frame[ETH_LEN + 9];
-        if self.snap.is_local(info.dst) {
-            return match proto {
-                protocol::TCP | protocol::UDP => match parse_l4(frame, &info, proto) {
-                    Ok(l4) => self.inbound(frame, &info, &l4, now),
-                    Err(reason) => Verdict::Drop(reason),
-                },
-                protocol::ICMP => self.icmp_local(in_port, frame, &info),
-                _ => Verdict::Drop(Counter::DropUnsupportedL4),
-            };
-        }
+        let dest = self.snap.destination(info.dst);
         match proto {
-            protocol::TCP | protocol::UDP => match parse_l4(frame, &info, proto) {
-                Ok(l4) => self.outbound(frame, &info, &l4, now),
-                Err(reason) => Verdict::Drop(reason),
-            },
-            _ => Verdict::Drop(Counter::DropNotServed),
+            protocol::TCP | protocol::UDP => {
+                let l4 = match parse_l4(frame, &info, proto) {
+                    Ok(l4) => l4,
+                    Err(reason) => return Verdict::Drop(reason),
+                };
+                if self.workers > 1 {
+                    let owner = match dest {
+                        Destination::Laddr => laddr::owner_of_port(l4.dport, self.workers),
+                        Destination::Vip | Destination::Interface => {
+                            client_owner(info.src, l4.sport, self.workers)
+                        }
+                        Destination::Foreign => client_owner(info.dst, l4.dport, self.workers),
+                    };
+                    if let Some(v) = self.steer(owner, source) {
+                        return v;
+                    }
+                }
+                match dest {
+                    Destination::Vip => self.inbound(frame, &info, &l4, now),
+                    Destination::Laddr | Destination::Foreign => {
+                        self.outbound(frame, &info, &l4, now)
+                    }
+                    Destination::Interface => Verdict::Drop(Counter::DropNoService),
+                }
+            }
+            protocol::ICMP => self.icmp(in_port, frame, &info, dest, source),
+            _ if dest == Destination::Foreign => Verdict::Drop(Counter::DropNotServed),
+            _ => Verdict::Drop(Counter::DropUnsupportedL4),
         }
     }
 
-    /// Client -> VIP: find or create the session, DNAT to the real server.
+    /// None when this worker owns the packet; otherwise where it goes.
+    #[inline]
+    fn steer(&self, owner: u16, source: Source) -> Option<Verdict> {
+        if owner == self.worker {
+            None
+        } else if source == Source::Handoff {
+            // Handed over by a worker that computed a different owner: a
+            // steering bug, never a packet to process here.
+            Some(Verdict::Drop(Counter::SteerMisses))
+        } else {
+            Some(Verdict::Handoff(owner))
+        }
+    }
+
+    /// Client -> VIP: find or create the session, translate toward the real
+    /// server (DNAT; FULLNAT also SNATs to a local address).
     fn inbound(&mut self, frame: &mut [u8], ip: &Ipv4Info, l4: &L4Info, now: u64) -> Verdict {
         let key = FlowKey {
             proto: l4.proto,
@@ -415,19 +547,25 @@ impl<P: PacketBuf> Pipeline<P> {
             return Err(Counter::DropNoRealServer);
         };
         let real = real.addr;
+        // NAT: the real server answers the client itself (through us).
+        // FULLNAT: it answers a local address and port from this worker's
+        // pool, whose port tells which worker owns the session.
+        let local = match self.pools.get_mut(svc_id as usize) {
+            Some(Some(pool)) => pool.alloc(real).ok_or(Counter::DropLaddrExhausted)?,
+            _ => SocketAddrV4::new(key.src, key.sport),
+        };
         let state = match l4.proto {
             Proto::Tcp => ConnState::Tcp(TcpState::None),
             Proto::Udp => ConnState::Udp,
         };
         let session = Session {
             inbound: key,
-            // NAT: the real server answers the client directly (through us).
             outbound: FlowKey {
                 proto: key.proto,
                 src: *real.ip(),
                 sport: real.port(),
-                dst: key.src,
-                dport: key.sport,
+                dst: *local.ip(),
+                dport: local.port(),
             },
             service: svc_id,
             real: real_idx as u32,
@@ -441,13 +579,19 @@ impl<P: PacketBuf> Pipeline<P> {
                 self.counters.inc(Counter::Conns);
                 Ok(id)
             }
-            Err(InsertError::Full) => Err(Counter::DropSessionTableFull),
-            Err(InsertError::Exists) => Err(Counter::DropSessionConflict),
+            Err(e) => {
+                release_local(&mut self.pools, &session);
+                Err(match e {
+                    InsertError::Full => Counter::DropSessionTableFull,
+                    InsertError::Exists => Counter::DropSessionConflict,
+                })
+            }
         }
     }
 
-    /// Real server -> client: SNAT back to the VIP. Without a session the
-    /// packet is not ours to forward.
+    /// Real server -> client (NAT) or -> local address (FULLNAT): translate
+    /// back to VIP -> client. Without a session the packet is not ours to
+    /// forward.
     fn outbound(&mut self, frame: &mut [u8], ip: &Ipv4Info, l4: &L4Info, now: u64) -> Verdict {
         let key = FlowKey {
             proto: l4.proto,
@@ -490,8 +634,14 @@ impl<P: PacketBuf> Pipeline<P> {
         if !nat::decrement_ttl(packet) {
             return Verdict::Drop(Counter::DropTtlExceeded);
         }
-        nat::translate(packet, ip.l4_start - ETH_LEN, proto, src, dst);
-        Verdict::Forward(nh)
+        let l3_len = ip.l4_start - ETH_LEN;
+        if self.snap.ports[nh.port as usize].tx_checksum_offload {
+            nat::translate_for_offload(packet, l3_len, proto, src, dst);
+            Verdict::Forward(nh, Some((l3_len, proto)))
+        } else {
+            nat::translate(packet, l3_len, proto, src, dst);
+            Verdict::Forward(nh, None)
+        }
     }
 
     /// Sends a routed packet once the next hop's MAC is known; queues it
@@ -520,14 +670,34 @@ impl<P: PacketBuf> Pipeline<P> {
         }
     }
 
-    /// ICMP to one of our addresses: echo requests are answered in place.
-    fn icmp_local(&mut self, in_port: u16, frame: &mut [u8], ip: &Ipv4Info) -> Verdict {
-        let Ok(mut icmp) = Icmpv4Packet::new_checked(&mut frame[ip.l4_start..ip.l4_end]) else {
+    // ---- ICMP ----
+
+    fn icmp(
+        &mut self,
+        in_port: u16,
+        frame: &mut [u8],
+        ip: &Ipv4Info,
+        dest: Destination,
+        source: Source,
+    ) -> Verdict {
+        let Ok(icmp) = Icmpv4Packet::new_checked(&frame[ip.l4_start..ip.l4_end]) else {
             return Verdict::Drop(Counter::DropMalformedL4);
         };
-        if icmp.msg_type() != msg_type::ECHO_REQUEST {
-            return Verdict::Drop(Counter::DropIcmpUnhandled);
+        match icmp.msg_type() {
+            msg_type::ECHO_REQUEST if dest != Destination::Foreign => {
+                self.echo_reply(in_port, frame, ip)
+            }
+            msg_type::DST_UNREACHABLE | msg_type::TIME_EXCEEDED => {
+                self.icmp_error(frame, ip, source)
+            }
+            _ if dest == Destination::Foreign => Verdict::Drop(Counter::DropNotServed),
+            _ => Verdict::Drop(Counter::DropIcmpUnhandled),
         }
+    }
+
+    /// An echo request to one of our addresses, answered in place.
+    fn echo_reply(&mut self, in_port: u16, frame: &mut [u8], ip: &Ipv4Info) -> Verdict {
+        let mut icmp = Icmpv4Packet::new_unchecked(&mut frame[ip.l4_start..ip.l4_end]);
         // Type and code share one checksummed word; only the type changes.
         let word = |t: u8, code: u8| u16::from_be_bytes([t, code]);
         let code = icmp.msg_code();
@@ -550,6 +720,97 @@ impl<P: PacketBuf> Pipeline<P> {
         write_l2(frame, port_mac, peer);
         self.counters.inc(Counter::IcmpEchoAnswered);
         Verdict::Transmit(in_port)
+    }
+
+    /// Destination unreachable (fragmentation needed included) and time
+    /// exceeded about a packet of one of our sessions are translated, the
+    /// quoted packet too, and passed to the other side, as IPVS does.
+    fn icmp_error(&mut self, frame: &mut [u8], ip: &Ipv4Info, source: Source) -> Verdict {
+        let Some(q) = icmp_error::quoted_flow(&frame[ip.l4_start..ip.l4_end]) else {
+            return Verdict::Drop(Counter::DropIcmpUnhandled);
+        };
+        if self.workers > 1 {
+            // The quoted packet is one we sent: toward the client (from the
+            // VIP), or toward a real server (from a local address in
+            // FULLNAT, from the client in NAT).
+            let owner = if self.snap.services.is_vip(q.src) {
+                client_owner(q.dst, q.dport, self.workers)
+            } else if self.snap.is_laddr(q.src) {
+                laddr::owner_of_port(q.sport, self.workers)
+            } else {
+                client_owner(q.src, q.sport, self.workers)
+            };
+            if let Some(v) = self.steer(owner, source) {
+                return v;
+            }
+        }
+        // The quoted packet's reverse is the key its answers would have.
+        let reverse = FlowKey {
+            proto: q.proto,
+            src: q.dst,
+            sport: q.dport,
+            dst: q.src,
+            dport: q.sport,
+        };
+        let (outer_src, outer_dst, inner_src, inner_dst) =
+            if let Some(id) = self.sessions.lookup_outbound(&reverse) {
+                // From the real server's side, about a packet we sent it:
+                // becomes VIP -> client, quoting client -> VIP.
+                let Some(s) = self.sessions.get(id) else {
+                    return Verdict::Drop(Counter::DropIcmpUnhandled);
+                };
+                let i = s.inbound;
+                (
+                    i.dst,
+                    i.src,
+                    SocketAddrV4::new(i.src, i.sport),
+                    SocketAddrV4::new(i.dst, i.dport),
+                )
+            } else if let Some(id) = self.sessions.lookup_inbound(&reverse) {
+                // From the client's side, about a reply we sent it: becomes
+                // local (or client) -> real, quoting real -> local.
+                let Some(s) = self.sessions.get(id) else {
+                    return Verdict::Drop(Counter::DropIcmpUnhandled);
+                };
+                let o = s.outbound;
+                (
+                    o.dst,
+                    o.src,
+                    SocketAddrV4::new(o.src, o.sport),
+                    SocketAddrV4::new(o.dst, o.dport),
+                )
+            } else {
+                return Verdict::Drop(Counter::DropIcmpUnhandled);
+            };
+        let Some(nh) = self.snap.routes.lookup(outer_dst) else {
+            return Verdict::Drop(Counter::DropNoRoute);
+        };
+        let packet = &mut frame[ETH_LEN..ip.l4_end];
+        if !nat::decrement_ttl(packet) {
+            return Verdict::Drop(Counter::DropTtlExceeded);
+        }
+        if !icmp_error::translate(
+            packet,
+            ip.l4_start - ETH_LEN,
+            outer_src,
+            outer_dst,
+            inner_src,
+            inner_dst,
+        ) {
+            return Verdict::Drop(Counter::DropIcmpUnhandled);
+        }
+        self.counters.inc(Counter::IcmpErrorsTranslated);
+        Verdict::Forward(nh, None)
+    }
+}
+
+/// Returns a FULLNAT session's local address and port to its pool.
+fn release_local(pools: &mut [Option<LocalPool>], s: &Session) {
+    if let Some(Some(pool)) = pools.get_mut(s.service as usize) {
+        pool.free(
+            SocketAddrV4::new(s.outbound.dst, s.outbound.dport),
+            SocketAddrV4::new(s.outbound.src, s.outbound.sport),
+        );
     }
 }
 

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::control::config::Config;
+use crate::dataplane::snapshot::PortFacts;
 use crate::wire::tcp::flags;
 use crate::wire::Ipv4Repr;
 
@@ -57,57 +58,95 @@ scheduler = "rr"
 addr = "192.168.10.2:5353"
 "#;
 
-impl PacketBuf for Vec<u8> {
+/// A packet as the tests see it: bytes, and the tx checksum offload the
+/// pipeline asked for (what an mbuf's ol_flags would say).
+#[derive(Debug, Clone, PartialEq)]
+struct Pkt {
+    bytes: Vec<u8>,
+    offload: Option<(usize, Proto)>,
+}
+
+impl PacketBuf for Pkt {
     fn data(&self) -> &[u8] {
-        self
+        &self.bytes
     }
     fn data_mut(&mut self) -> &mut [u8] {
-        self
+        &mut self.bytes
     }
     fn set_len(&mut self, len: usize) -> bool {
-        self.resize(len, 0);
+        self.bytes.resize(len, 0);
         true
+    }
+    fn request_tx_checksums(&mut self, l3_len: usize, proto: Proto) {
+        self.offload = Some((l3_len, proto));
+    }
+}
+
+fn pkt(bytes: Vec<u8>) -> Pkt {
+    Pkt {
+        bytes,
+        offload: None,
     }
 }
 
 #[derive(Default)]
 struct TestIo {
-    sent: Vec<(u16, Vec<u8>)>,
+    sent: Vec<(u16, Pkt)>,
+    /// (worker, receive port, packet)
+    handed: Vec<(u16, u16, Pkt)>,
 }
 
-impl Io<Vec<u8>> for TestIo {
-    fn send(&mut self, port: u16, pkt: Vec<u8>) {
+impl Io<Pkt> for TestIo {
+    fn send(&mut self, port: u16, pkt: Pkt) {
         self.sent.push((port, pkt));
     }
-    fn alloc(&mut self) -> Option<Vec<u8>> {
-        Some(Vec::new())
+    fn alloc(&mut self) -> Option<Pkt> {
+        Some(pkt(Vec::new()))
+    }
+    fn handoff(&mut self, worker: u16, in_port: u16, pkt: Pkt) {
+        self.handed.push((worker, in_port, pkt));
     }
 }
 
 impl TestIo {
     fn take(&mut self) -> Vec<(u16, Vec<u8>)> {
         std::mem::take(&mut self.sent)
+            .into_iter()
+            .map(|(p, k)| (p, k.bytes))
+            .collect()
     }
 }
 
+fn facts(offload: bool) -> [PortFacts; 2] {
+    [LB_WAN, LB_LAN].map(|mac| PortFacts {
+        mac,
+        tx_checksum_offload: offload,
+    })
+}
+
 struct Lb {
-    p: Pipeline<Vec<u8>>,
+    p: Pipeline<Pkt>,
     io: TestIo,
     now: u64,
 }
 
 impl Lb {
     fn new(services: &str) -> Lb {
-        let snap = Snapshot::build(&config(services), &[LB_WAN, LB_LAN]).unwrap();
+        Lb::with(services, false, 1, 0)
+    }
+
+    /// Worker `worker` of `workers`, ports with or without tx offload.
+    fn with(services: &str, offload: bool, workers: u16, worker: u16) -> Lb {
+        let snap = Snapshot::build(&config(services), &facts(offload), workers).unwrap();
         Lb {
-            p: Pipeline::new(Arc::new(snap)),
+            p: Pipeline::new(Arc::new(snap), worker),
             io: TestIo::default(),
             now: 0,
         }
     }
 
     fn rx(&mut self, port: u16, frame: Vec<u8>) -> Vec<(u16, Vec<u8>)> {
-        self.p.process(port, frame, self.now, &mut self.io);
+        self.p.process(port, pkt(frame), self.now, &mut self.io);
         self.io.take()
     }
 
@@ -669,8 +708,8 @@ proto = "tcp"
 [[service.real]]
 addr = "192.168.10.2:80"
 "#;
-    let snap = Snapshot::build(&Config::parse("t", text).unwrap(), &[LB_WAN, LB_LAN]).unwrap();
-    let mut p: Pipeline<Vec<u8>> = Pipeline::new(Arc::new(snap));
+    let snap = Snapshot::build(&Config::parse("t", text).unwrap(), &facts(false), 1).unwrap();
+    let mut p: Pipeline<Pkt> = Pipeline::new(Arc::new(snap), 0);
     let mut io = TestIo::default();
     // A client far away, reached through the default route's gateway.
     let syn = tcp_frame(
@@ -680,7 +719,7 @@ addr = "192.168.10.2:80"
         (VIP, 80),
         flags::SYN,
     );
-    p.process(0, syn, 0, &mut io);
+    p.process(0, pkt(syn), 0, &mut io);
     let out = io.take();
     assert_eq!(l2(&out[0].1), (LB_LAN, R1_MAC));
     let synack = tcp_frame(
@@ -690,7 +729,7 @@ addr = "192.168.10.2:80"
         ("203.0.113.9", 40000),
         flags::SYN | flags::ACK,
     );
-    p.process(1, synack, 0, &mut io);
+    p.process(1, pkt(synack), 0, &mut io);
     let out = io.take();
     assert_eq!(out[0].0, 0);
     assert_eq!(
@@ -730,11 +769,12 @@ fn session_table_full_refuses_new_connections_only() {
 fn the_packet_path_does_not_allocate() {
     let mut lb = Lb::new(WRR_1_3).with_neighbours();
     // Frames are built up front; the pipeline owns and frees them.
-    let frames: Vec<Vec<u8>> = (0..64)
-        .map(|i| client_tcp(30000 + i, 80, flags::SYN))
+    let frames: Vec<Pkt> = (0..64)
+        .map(|i| pkt(client_tcp(30000 + i, 80, flags::SYN)))
         .collect();
     let mut io = TestIo {
         sent: Vec::with_capacity(64),
+        handed: Vec::new(),
     };
     let (_, allocations) = crate::lb::alloc_count::allocations_during(|| {
         for f in frames {
@@ -743,4 +783,429 @@ fn the_packet_path_does_not_allocate() {
     });
     assert_eq!(io.sent.len(), 64);
     assert_eq!(allocations, 0);
+}
+
+// ---- FULLNAT, several workers, checksum offload, ICMP errors ----
+
+const ROUTER_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0xfe]);
+const LIP: &str = "192.168.10.100";
+const FAR_REAL: &str = "172.16.0.2";
+
+fn fullnat(port_range: &str) -> String {
+    format!(
+        r#"
+[dataplane]
+local_port_range = {port_range}
+[[route]]
+prefix = "172.16.0.0/24"
+via = "192.168.10.254"
+[[service]]
+vip = "10.10.0.100:80"
+proto = "tcp"
+mode = "fullnat"
+laddrs = ["192.168.10.100"]
+[[service.real]]
+addr = "172.16.0.2:8080"
+"#
+    )
+}
+
+impl Lb {
+    /// Teaches sluice the client's and the router's MACs.
+    fn with_router(mut self) -> Lb {
+        for (port, mac, addr, target) in [
+            (0, CLIENT_MAC, CLIENT, "10.10.0.1"),
+            (1, ROUTER_MAC, "192.168.10.254", "192.168.10.1"),
+        ] {
+            self.rx(
+                port,
+                arp_frame(operation::REQUEST, mac, ip(addr), ip(target)),
+            );
+        }
+        self
+    }
+}
+
+#[test]
+fn fullnat_translates_both_ways_through_a_router() {
+    let mut lb = Lb::new(&fullnat("[1024, 65535]")).with_router();
+    let out = lb.rx(0, client_tcp(40000, 80, flags::SYN));
+    assert_eq!(out.len(), 1);
+    let (port, syn) = &out[0];
+    assert_eq!(*port, 1);
+    assert_eq!(
+        l2(syn),
+        (LB_LAN, ROUTER_MAC),
+        "to the gateway of 172.16.0.0/24"
+    );
+    let (local, real) = endpoints(syn);
+    assert_eq!(
+        *local.ip(),
+        ip(LIP),
+        "the real server sees the local address"
+    );
+    assert_eq!(real, sa(FAR_REAL, 8080));
+
+    let reply = tcp_frame(
+        LB_LAN,
+        ROUTER_MAC,
+        (FAR_REAL, 8080),
+        (LIP, local.port()),
+        flags::SYN | flags::ACK,
+    );
+    let out = lb.rx(1, reply);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0, 0);
+    assert_eq!(l2(&out[0].1), (LB_WAN, CLIENT_MAC));
+    assert_eq!(endpoints(&out[0].1), (sa(VIP, 80), sa(CLIENT, 40000)));
+    assert_eq!(
+        (lb.count(Counter::InPkts), lb.count(Counter::OutPkts)),
+        (1, 1)
+    );
+
+    // A reply to a local port no session holds is not forwarded.
+    let stray = tcp_frame(
+        LB_LAN,
+        ROUTER_MAC,
+        (FAR_REAL, 8080),
+        (LIP, local.port() ^ 1),
+        flags::ACK,
+    );
+    assert!(lb.rx(1, stray).is_empty());
+    assert_eq!(lb.count(Counter::DropNotServed), 1);
+}
+
+#[test]
+fn fullnat_local_addresses_answer_arp() {
+    let mut lb = Lb::new(&fullnat("[1024, 65535]"));
+    let out = lb.rx(
+        1,
+        arp_frame(
+            operation::REQUEST,
+            ROUTER_MAC,
+            ip("192.168.10.254"),
+            ip(LIP),
+        ),
+    );
+    assert_eq!(out.len(), 1);
+    let reply = ArpRepr::parse(&ArpPacket::new_checked(&out[0].1[ETH_LEN..]).unwrap());
+    assert_eq!((reply.sender_ip, reply.sender_hw), (ip(LIP), LB_LAN));
+    // And it is announced at start, on the lan side whose subnet holds it.
+    lb.p.announce(&mut lb.io);
+    let garps: Vec<_> = lb.io.take();
+    assert!(garps.iter().any(|(port, f)| {
+        let a = ArpRepr::parse(&ArpPacket::new_checked(&f[ETH_LEN..]).unwrap());
+        *port == 1 && a.sender_ip == ip(LIP) && a.target_ip == ip(LIP)
+    }));
+}
+
+#[test]
+fn fullnat_pool_exhaustion_refuses_new_connections_only() {
+    let mut lb = Lb::new(&fullnat("[40000, 40003]")).with_router();
+    let mut lports = Vec::new();
+    for i in 0..4 {
+        let out = lb.rx(0, client_tcp(30000 + i, 80, flags::SYN));
+        lports.push(endpoints(&out[0].1).0.port());
+    }
+    lports.sort();
+    assert_eq!(lports, vec![40000, 40001, 40002, 40003]);
+    assert!(lb.rx(0, client_tcp(30004, 80, flags::SYN)).is_empty());
+    assert_eq!(lb.count(Counter::DropLaddrExhausted), 1);
+    // Established sessions carry on.
+    assert_eq!(lb.rx(0, client_tcp(30000, 80, flags::ACK)).len(), 1);
+    // Expired sessions give their ports back: the three left in SYN_RECV
+    // (60 s) expire, the ESTABLISHED one (900 s) does not.
+    let before = lb.p.laddr_available(0).unwrap();
+    lb.p.poll(61_000, &mut lb.io);
+    assert_eq!(lb.p.laddr_available(0), Some(before + 3));
+    assert_eq!(lb.rx(0, client_tcp(30005, 80, flags::SYN)).len(), 1);
+}
+
+#[test]
+fn two_workers_hand_packets_to_the_owner() {
+    let mut w0 = Lb::with(WRR_1_3, false, 2, 0).with_neighbours();
+    w0.io.handed.clear(); // the ARP copies for worker 1
+                          // Find a client port owned by worker 1 and one owned by worker 0.
+    let theirs = (20000..)
+        .find(|&p| client_owner(ip(CLIENT), p, 2) == 1)
+        .unwrap();
+    let mine = (20000..)
+        .find(|&p| client_owner(ip(CLIENT), p, 2) == 0)
+        .unwrap();
+
+    assert!(w0.rx(0, client_tcp(theirs, 80, flags::SYN)).is_empty());
+    assert_eq!(w0.io.handed.len(), 1);
+    assert_eq!(
+        (w0.io.handed[0].0, w0.io.handed[0].1),
+        (1, 0),
+        "to worker 1, received on port 0"
+    );
+    assert_eq!(w0.count(Counter::SteerHandoffs), 1);
+    assert_eq!(w0.p.sessions().len(), 0, "worker 0 did not create it");
+
+    assert_eq!(w0.rx(0, client_tcp(mine, 80, flags::SYN)).len(), 1);
+    assert_eq!(w0.p.sessions().len(), 1);
+
+    // Worker 1 processes what worker 0 handed it: it owns the session.
+    let mut w1 = Lb::with(WRR_1_3, false, 2, 1).with_neighbours();
+    w1.io.handed.clear();
+    let (_, port, p) = w0.io.handed.remove(0);
+    w1.p.process_handoff(port, p, 0, &mut w1.io);
+    let out = w1.io.take();
+    assert_eq!(out.len(), 1);
+    let real = endpoints(&out[0].1).1;
+    assert_eq!(w1.p.sessions().len(), 1);
+
+    // Its NAT reply, received by worker 0, goes to worker 1 too.
+    let real_mac = if *real.ip() == ip(R1) { R1_MAC } else { R2_MAC };
+    let reply = tcp_frame(
+        LB_LAN,
+        real_mac,
+        (&real.ip().to_string(), 8080),
+        (CLIENT, theirs),
+        flags::SYN | flags::ACK,
+    );
+    assert!(w0.rx(1, reply.clone()).is_empty());
+    assert_eq!(w0.io.handed.last().map(|h| (h.0, h.1)), Some((1, 1)));
+
+    // A handed-off packet that its receiver does not own is a steering
+    // bug: dropped and counted, never handed on again.
+    w0.io.handed.clear();
+    w0.p.process_handoff(1, pkt(reply), 0, &mut w0.io);
+    assert!(w0.io.handed.is_empty() && w0.io.take().is_empty());
+    assert_eq!(w0.count(Counter::SteerMisses), 1);
+}
+
+#[test]
+fn two_workers_fullnat_ports_encode_the_owner() {
+    for worker in 0..2u16 {
+        let mut lb = Lb::with(&fullnat("[1024, 65535]"), false, 2, worker).with_router();
+        lb.io.handed.clear();
+        let mut seen = 0;
+        for cport in 20000..20100 {
+            if client_owner(ip(CLIENT), cport, 2) != worker {
+                continue;
+            }
+            let out = lb.rx(0, client_tcp(cport, 80, flags::SYN));
+            let lport = endpoints(&out[0].1).0.port();
+            assert_eq!(lport % 2, worker, "worker {worker} hands out its own ports");
+            seen += 1;
+        }
+        assert!(seen > 20);
+        // A reply to the other worker's port is handed over.
+        let other = 40000 + (1 - worker);
+        let reply = tcp_frame(
+            LB_LAN,
+            ROUTER_MAC,
+            (FAR_REAL, 8080),
+            (LIP, other),
+            flags::ACK,
+        );
+        assert!(lb.rx(1, reply).is_empty());
+        assert_eq!(lb.io.handed.last().map(|h| h.0), Some(1 - worker));
+    }
+}
+
+#[test]
+fn two_workers_share_what_arp_teaches() {
+    let mut w0 = Lb::with(WRR_1_3, false, 2, 0);
+    let out = w0.rx(
+        1,
+        arp_frame(operation::REQUEST, R1_MAC, ip(R1), ip("192.168.10.1")),
+    );
+    assert_eq!(out.len(), 1, "answered once, by the receiver");
+    assert_eq!(w0.io.handed.len(), 1);
+    let (to, port, copy) = w0.io.handed.remove(0);
+    assert_eq!((to, port), (1, 1));
+
+    let mut w1 = Lb::with(WRR_1_3, false, 2, 1);
+    w1.p.process_handoff(port, copy, 0, &mut w1.io);
+    assert!(w1.io.take().is_empty(), "the copy is not answered again");
+    assert!(w1
+        .p
+        .neighbours()
+        .get(ip(R1))
+        .is_some_and(|n| n.mac == Some(R1_MAC.0)));
+}
+
+#[test]
+fn checksum_offload_leaves_checksums_to_the_nic() {
+    let mut sw = Lb::with(WRR_1_3, false, 1, 0).with_neighbours();
+    let mut hw = Lb::with(WRR_1_3, true, 1, 0).with_neighbours();
+    hw.p.process(0, pkt(client_tcp(40000, 80, flags::SYN)), 0, &mut hw.io);
+    let (port, out) = hw.io.sent.remove(0);
+    assert_eq!(port, 1);
+    assert_eq!(out.offload, Some((20, Proto::Tcp)));
+    let ipp = Ipv4Packet::new_checked(&out.bytes[ETH_LEN..]).unwrap();
+    assert_eq!(ipp.checksum(), 0);
+    let (src, dst) = (ipp.src_addr(), ipp.dst_addr());
+    let tcp = TcpPacket::new_checked(ipp.payload()).unwrap();
+    assert_eq!(
+        tcp.checksum(),
+        checksum::pseudo_header(src, dst, 6, tcp.payload().len() as u16 + 20)
+    );
+
+    // Completing what the NIC does gives the software path's bytes.
+    let soft = sw.rx(0, client_tcp(40000, 80, flags::SYN));
+    assert!(soft[0].1 != out.bytes);
+    let mut done = out.bytes.clone();
+    Ipv4Packet::new_unchecked(&mut done[ETH_LEN..]).fill_checksum();
+    TcpPacket::new_unchecked(&mut done[ETH_LEN + 20..]).fill_checksum(src, dst);
+    assert_eq!(done, soft[0].1);
+    assert_eq!(soft.len(), 1);
+}
+
+/// An ICMP error from `src` to `dst` quoting the IPv4 packet of `quoted`
+/// (a frame), as routers do: its header and first 8 payload bytes.
+fn icmp_error_frame(
+    dst_mac: EthernetAddress,
+    src_mac: EthernetAddress,
+    (src, dst): (&str, &str),
+    (kind, code): (u8, u8),
+    quoted: &[u8],
+) -> Vec<u8> {
+    let quote = &quoted[ETH_LEN..ETH_LEN + 28];
+    let mut icmp = vec![0u8; 8 + quote.len()];
+    {
+        let mut p = Icmpv4Packet::new_unchecked(&mut icmp[..]);
+        p.set_msg_type(kind);
+        p.set_msg_code(code);
+        if kind == msg_type::DST_UNREACHABLE && code == 4 {
+            p.set_next_hop_mtu(1400);
+        }
+    }
+    icmp[8..].copy_from_slice(quote);
+    Icmpv4Packet::new_unchecked(&mut icmp[..]).fill_checksum();
+    eth(
+        dst_mac,
+        src_mac,
+        ethertype::IPV4,
+        &ipv4(ip(src), ip(dst), protocol::ICMP, &icmp),
+    )
+}
+
+/// (outer src, outer dst, quoted src, quoted dst) of an ICMP error, with
+/// every checksum checked.
+fn icmp_endpoints(frame: &[u8]) -> (Ipv4Addr, Ipv4Addr, SocketAddrV4, SocketAddrV4) {
+    let ipp = Ipv4Packet::new_checked(&frame[ETH_LEN..]).unwrap();
+    assert!(ipp.verify_checksum());
+    let icmp = Icmpv4Packet::new_checked(ipp.payload()).unwrap();
+    assert!(icmp.verify_checksum(), "ICMP checksum");
+    let q = icmp.data();
+    let inner = Ipv4Packet::new_unchecked(q);
+    assert!(inner.verify_checksum(), "quoted IPv4 checksum");
+    let ports = &q[20..24];
+    (
+        ipp.src_addr(),
+        ipp.dst_addr(),
+        SocketAddrV4::new(inner.src_addr(), u16::from_be_bytes([ports[0], ports[1]])),
+        SocketAddrV4::new(inner.dst_addr(), u16::from_be_bytes([ports[2], ports[3]])),
+    )
+}
+
+#[test]
+fn icmp_errors_of_a_nat_session_are_translated_both_ways() {
+    let mut lb = Lb::new(WRR_1_3).with_neighbours();
+    let out = lb.rx(0, client_tcp(40000, 80, flags::SYN));
+    let sent_to_real = out[0].1.clone();
+    let real = endpoints(&sent_to_real).1;
+    let real_mac = if *real.ip() == ip(R1) { R1_MAC } else { R2_MAC };
+
+    // The real server (or a router before it) says fragmentation needed
+    // about the packet we sent it: the client hears it from the VIP, about
+    // the packet it sent.
+    let err = icmp_error_frame(
+        LB_LAN,
+        real_mac,
+        (&real.ip().to_string(), CLIENT),
+        (3, 4),
+        &sent_to_real,
+    );
+    let out = lb.rx(1, err);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0, 0);
+    assert_eq!(l2(&out[0].1), (LB_WAN, CLIENT_MAC));
+    assert_eq!(
+        icmp_endpoints(&out[0].1),
+        (ip(VIP), ip(CLIENT), sa(CLIENT, 40000), sa(VIP, 80))
+    );
+    let icmp = Icmpv4Packet::new_checked(&out[0].1[ETH_LEN + 20..]).unwrap();
+    assert_eq!(
+        (icmp.msg_type(), icmp.msg_code(), icmp.next_hop_mtu()),
+        (3, 4, 1400)
+    );
+
+    // The client says port unreachable about a reply: the real server hears
+    // it about the packet it sent.
+    let reply = tcp_frame(
+        LB_LAN,
+        real_mac,
+        (&real.ip().to_string(), 8080),
+        (CLIENT, 40000),
+        flags::SYN | flags::ACK,
+    );
+    let sent_to_client = lb.rx(1, reply)[0].1.clone();
+    let err = icmp_error_frame(LB_WAN, CLIENT_MAC, (CLIENT, VIP), (3, 3), &sent_to_client);
+    let out = lb.rx(0, err);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0, 1);
+    assert_eq!(
+        icmp_endpoints(&out[0].1),
+        (ip(CLIENT), *real.ip(), real, sa(CLIENT, 40000))
+    );
+    assert_eq!(lb.count(Counter::IcmpErrorsTranslated), 2);
+
+    // About a connection sluice does not know: dropped and counted.
+    let unknown = tcp_frame(
+        LB_LAN,
+        real_mac,
+        (CLIENT, 1),
+        (&real.ip().to_string(), 8080),
+        flags::SYN,
+    );
+    let err = icmp_error_frame(
+        LB_LAN,
+        real_mac,
+        (&real.ip().to_string(), CLIENT),
+        (11, 0),
+        &unknown,
+    );
+    assert!(lb.rx(1, err).is_empty());
+    assert_eq!(lb.count(Counter::DropIcmpUnhandled), 1);
+}
+
+#[test]
+fn icmp_errors_of_a_fullnat_session_reach_the_client() {
+    let mut lb = Lb::new(&fullnat("[1024, 65535]")).with_router();
+    let sent = lb.rx(0, client_tcp(40000, 80, flags::SYN))[0].1.clone();
+    let (local, real) = endpoints(&sent);
+    // A router between sluice and the real server: time exceeded, to the
+    // local address.
+    let err = icmp_error_frame(LB_LAN, ROUTER_MAC, ("192.168.10.254", LIP), (11, 0), &sent);
+    let out = lb.rx(1, err);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0, 0);
+    assert_eq!(
+        icmp_endpoints(&out[0].1),
+        (ip(VIP), ip(CLIENT), sa(CLIENT, 40000), sa(VIP, 80))
+    );
+
+    // And from the client's side back to the real server, quoting
+    // real -> local as the real server sent it.
+    let reply = tcp_frame(
+        LB_LAN,
+        ROUTER_MAC,
+        (FAR_REAL, 8080),
+        (LIP, local.port()),
+        flags::SYN | flags::ACK,
+    );
+    let to_client = lb.rx(1, reply)[0].1.clone();
+    let err = icmp_error_frame(LB_WAN, CLIENT_MAC, (CLIENT, VIP), (3, 3), &to_client);
+    let out = lb.rx(0, err);
+    assert_eq!(out.len(), 1);
+    assert_eq!(l2(&out[0].1), (LB_LAN, ROUTER_MAC));
+    assert_eq!(
+        icmp_endpoints(&out[0].1),
+        (ip(LIP), ip(FAR_REAL), real, local)
+    );
 }

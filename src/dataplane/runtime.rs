@@ -1,16 +1,21 @@
-//! Bringing the data plane up and down: EAL, the mbuf pool, the ports, the
-//! snapshot with the ports' MACs, the worker lcores; then waiting for the
-//! stop signal, joining the workers and collecting their counters.
+//! Bringing the data plane up and down: EAL, the mbuf pool, the ports (one
+//! rx/tx queue pair per worker), the handoff rings between workers, the
+//! snapshot, the worker lcores; then waiting for the stop signal, joining
+//! the workers and summing their counters.
 
 use super::counters::Counters;
-use super::snapshot::Snapshot;
+use super::snapshot::{PortFacts, Snapshot};
+use super::steering;
 use super::worker::{self, WorkerSetup};
 use crate::control::config::Config;
-use crate::dpdk::{worker_lcores, Eal, LcoreJoin, Mempool, Port, PortSetup};
-use log::{info, warn};
+use crate::dpdk::{worker_lcores, Eal, LcoreJoin, Mempool, Port, PortSetup, Ring};
+use log::info;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Slots of each handoff ring (a power of two).
+const HANDOFF_RING_SIZE: u32 = 4096;
 
 /// Runs sluice with `config` until `stop` is set. `on_ready` is called once
 /// the workers are polling. Returns the workers' counters, summed.
@@ -35,63 +40,125 @@ pub fn run(
         }
     }
     let lcores = worker_lcores();
-    let Some(&lcore) = lcores.first() else {
+    if lcores.is_empty() {
         return Err("no worker lcore: give EAL at least two lcores (e.g. -l 0-1)".into());
-    };
-    if lcores.len() > 1 {
-        warn!(
-            "{} worker lcores given; this version runs one worker (lcore {lcore})",
-            lcores.len()
-        );
     }
+    let workers = lcores.len() as u16;
 
     let pool = Arc::new(
         Mempool::new("sluice_mbufs", config.dataplane.mbufs, 256, eal.socket_id())
             .map_err(|e| e.to_string())?,
     );
     let setup = PortSetup {
-        rx_queues: 1,
-        tx_queues: 1,
+        rx_queues: workers,
+        tx_queues: workers,
         rx_desc: config.dataplane.rx_desc,
         tx_desc: config.dataplane.tx_desc,
+        tx_checksum_offload: config.dataplane.tx_checksum_offload,
     };
     let mut ports = Vec::new();
     for id in 0..port_count {
         let port = Port::start(id, setup, &pool).map_err(|e| e.to_string())?;
         let link = port.link();
         info!(
-            "port {id}: driver {}, mac {}, link {} {} Mb/s, tx offloads {:#x}",
+            "port {id}: driver {}, mac {}, link {} {} Mb/s, {} queue(s){}, tx checksum offload {}",
             port.info().driver,
             port.mac(),
             if link.up { "up" } else { "down" },
             link.speed_mbps,
-            port.info().tx_offload_capa
+            workers,
+            if port.rss() { " by RSS" } else { "" },
+            if port.tx_checksum_offload() {
+                "on"
+            } else {
+                "off (software)"
+            },
         );
         ports.push(port);
     }
-    let macs: Vec<_> = ports.iter().map(|p| p.mac()).collect();
-    let snapshot = Arc::new(Snapshot::build(config, &macs)?);
+    let facts: Vec<PortFacts> = ports
+        .iter()
+        .map(|p| PortFacts {
+            mac: p.mac(),
+            tx_checksum_offload: p.tx_checksum_offload(),
+        })
+        .collect();
+    let snapshot = Arc::new(Snapshot::build(config, &facts, workers)?);
     info!(
-        "{} virtual service(s), {} interface(s), worker on lcore {lcore}",
+        "{} virtual service(s), {} interface(s), {workers} worker(s) on lcore(s) {lcores:?}",
         snapshot.services.len(),
         config.interfaces.len()
     );
+    if workers > 1 {
+        for port in &ports {
+            steering::install_fullnat_rules(port, &snapshot);
+        }
+    }
 
-    let worker_setup = WorkerSetup {
-        ports: ports.iter().map(|p| p.id()).collect(),
-        queue: 0,
-        pool: Arc::clone(&pool),
-        snapshot,
-        stop: Arc::clone(&stop),
-    };
-    let join =
-        LcoreJoin::launch(lcore, move || worker::run(worker_setup)).map_err(|e| e.to_string())?;
+    // rings[from][to]: one single-producer/single-consumer ring per ordered
+    // pair of workers.
+    let mut rings: Vec<Vec<Option<Arc<Ring>>>> = Vec::new();
+    for from in 0..workers {
+        let mut row = Vec::new();
+        for to in 0..workers {
+            row.push(if from == to {
+                None
+            } else {
+                let ring = Ring::new(
+                    &format!("handoff_{from}_{to}"),
+                    HANDOFF_RING_SIZE,
+                    eal.socket_id(),
+                )
+                .map_err(|e| e.to_string())?;
+                Some(Arc::new(ring))
+            });
+        }
+        rings.push(row);
+    }
+
+    let mut joins = Vec::new();
+    for (index, &lcore) in lcores.iter().enumerate() {
+        let w = index as u16;
+        let setup = WorkerSetup {
+            index: w,
+            ports: ports.iter().map(|p| p.id()).collect(),
+            pool: Arc::clone(&pool),
+            snapshot: Arc::clone(&snapshot),
+            inbox: (0..workers)
+                .filter_map(|from| rings[from as usize][index].clone())
+                .collect(),
+            outbox: rings[index].clone(),
+            stop: Arc::clone(&stop),
+        };
+        let join = LcoreJoin::launch(lcore, move || worker::run(setup));
+        match join {
+            Ok(j) => joins.push(j),
+            Err(e) => {
+                stop.store(true, Ordering::Relaxed);
+                for j in joins {
+                    j.join();
+                }
+                return Err(e.to_string());
+            }
+        }
+    }
     on_ready();
 
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
     }
-    let counters = join.join().ok_or("the worker lcore panicked")?;
+    let mut counters = Counters::default();
+    let mut panicked = false;
+    for j in joins {
+        match j.join() {
+            Some(c) => counters.merge(&c),
+            None => panicked = true,
+        }
+    }
+    if panicked {
+        return Err("a worker lcore panicked".into());
+    }
+    drop(rings);
     for p in &ports {
         p.stop();
     }

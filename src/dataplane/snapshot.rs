@@ -10,6 +10,7 @@ use crate::net::route::RouteTable;
 use crate::wire::EthernetAddress;
 use hashbrown::HashMap;
 use std::net::Ipv4Addr;
+use std::ops::RangeInclusive;
 
 /// One port as the pipeline sees it.
 #[derive(Debug, Clone)]
@@ -17,6 +18,28 @@ pub struct PortState {
     pub id: u16,
     pub mac: EthernetAddress,
     pub addrs: Vec<Ipv4Cidr>,
+    /// The NIC fills in IPv4/TCP/UDP checksums on transmit.
+    pub tx_checksum_offload: bool,
+}
+
+/// What the runtime learned about a port when it started it.
+#[derive(Debug, Clone, Copy)]
+pub struct PortFacts {
+    pub mac: EthernetAddress,
+    pub tx_checksum_offload: bool,
+}
+
+/// Where an IPv4 destination address points, as far as sluice is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Destination {
+    /// A virtual service address: new connections and client traffic.
+    Vip,
+    /// A FULLNAT local address: replies from real servers.
+    Laddr,
+    /// One of the interfaces' own addresses.
+    Interface,
+    /// Somebody else: only NAT replies (real server -> client) pass.
+    Foreign,
 }
 
 #[derive(Debug)]
@@ -29,20 +52,28 @@ pub struct Snapshot {
     pub neighbours: Vec<StaticNeighbour>,
     pub max_sessions: usize,
     pub max_neighbours: usize,
+    pub local_port_range: RangeInclusive<u16>,
+    /// Number of worker lcores; sessions are spread over them.
+    pub workers: u16,
     /// Interface address -> its port.
     interface_addrs: HashMap<Ipv4Addr, u16>,
+    /// Every FULLNAT local address of every service.
+    laddrs: HashMap<Ipv4Addr, ()>,
 }
 
 impl Snapshot {
-    /// `macs[i]` is the MAC of DPDK port i (known once the ports started).
-    pub fn build(config: &Config, macs: &[EthernetAddress]) -> Result<Snapshot, String> {
-        let mut ports: Vec<PortState> = macs
+    /// `ports[i]` describes DPDK port i (known once the ports started);
+    /// `workers` is the number of worker lcores.
+    pub fn build(config: &Config, ports: &[PortFacts], workers: u16) -> Result<Snapshot, String> {
+        let found = ports.len();
+        let mut ports: Vec<PortState> = ports
             .iter()
             .enumerate()
-            .map(|(id, &mac)| PortState {
+            .map(|(id, facts)| PortState {
                 id: id as u16,
-                mac,
+                mac: facts.mac,
                 addrs: Vec::new(),
+                tx_checksum_offload: facts.tx_checksum_offload,
             })
             .collect();
         let mut interface_addrs = HashMap::new();
@@ -50,8 +81,7 @@ impl Snapshot {
             let port = ports.get_mut(iface.port as usize).ok_or_else(|| {
                 format!(
                     "interface port {} does not exist: DPDK found {} port(s)",
-                    iface.port,
-                    macs.len()
+                    iface.port, found
                 )
             })?;
             port.addrs = iface.addrs.clone();
@@ -67,6 +97,11 @@ impl Snapshot {
                 ));
             }
         }
+        let laddrs = config
+            .services
+            .iter()
+            .flat_map(|s| s.laddrs.iter().map(|&a| (a, ())))
+            .collect();
         let services =
             ServiceTable::new(config.services.clone()).map_err(|e: ServiceError| e.to_string())?;
         Ok(Snapshot {
@@ -77,21 +112,64 @@ impl Snapshot {
             neighbours: config.neighbours.clone(),
             max_sessions: config.dataplane.max_sessions,
             max_neighbours: config.dataplane.max_neighbours,
+            local_port_range: config.dataplane.local_port_range.clone(),
+            workers: workers.max(1),
             interface_addrs,
+            laddrs,
         })
     }
 
-    /// True for addresses sluice terminates: interface addresses and VIPs.
+    /// Classifies a destination address. VIPs win over the other kinds.
     #[inline]
-    pub fn is_local(&self, addr: Ipv4Addr) -> bool {
-        self.interface_addrs.contains_key(&addr) || self.services.is_vip(addr)
+    pub fn destination(&self, addr: Ipv4Addr) -> Destination {
+        if self.services.is_vip(addr) {
+            Destination::Vip
+        } else if self.laddrs.contains_key(&addr) {
+            Destination::Laddr
+        } else if self.interface_addrs.contains_key(&addr) {
+            Destination::Interface
+        } else {
+            Destination::Foreign
+        }
+    }
+
+    #[inline]
+    pub fn is_laddr(&self, addr: Ipv4Addr) -> bool {
+        self.laddrs.contains_key(&addr)
     }
 
     /// Whether sluice answers ARP for `addr` on `port`: its own addresses
-    /// on that port, and every VIP.
+    /// on that port, every VIP and every FULLNAT local address.
     #[inline]
     pub fn answers_arp(&self, port: u16, addr: Ipv4Addr) -> bool {
-        self.interface_addrs.get(&addr) == Some(&port) || self.services.is_vip(addr)
+        self.interface_addrs.get(&addr) == Some(&port)
+            || self.services.is_vip(addr)
+            || self.laddrs.contains_key(&addr)
+    }
+
+    /// The ports to announce `addr` on (gratuitous ARP): those whose subnet
+    /// holds it, or every port if none does.
+    pub fn announce_ports(&self, addr: Ipv4Addr) -> Vec<u16> {
+        let on_subnet: Vec<u16> = self
+            .ports
+            .iter()
+            .filter(|p| p.addrs.iter().any(|a| a.contains(addr)))
+            .map(|p| p.id)
+            .collect();
+        if on_subnet.is_empty() {
+            self.ports.iter().map(|p| p.id).collect()
+        } else {
+            on_subnet
+        }
+    }
+
+    /// Every address sluice announces at start: VIPs and local addresses.
+    pub fn announced_addrs(&self) -> Vec<Ipv4Addr> {
+        let mut out: Vec<Ipv4Addr> = self.services.vips().collect();
+        out.extend(self.laddrs.keys().copied());
+        out.sort();
+        out.dedup();
+        out
     }
 
     /// The source address for packets sluice originates on `port` toward

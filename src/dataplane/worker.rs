@@ -1,11 +1,13 @@
-//! The worker lcore loop: rx burst from every port -> pipeline -> per-port
-//! tx buffers -> flush; timers every millisecond. One per worker lcore;
-//! everything it touches on the packet path is its own.
+//! The worker lcore loop: rx burst from every port (this worker's queue)
+//! and from the rings other workers hand packets over on -> pipeline ->
+//! per-port tx buffers and per-worker handoff buffers -> flush; timers every
+//! millisecond. Everything it touches on the packet path is its own.
 
 use super::counters::{Counter, Counters};
 use super::pipeline::{Io, PacketBuf, Pipeline};
 use super::snapshot::Snapshot;
-use crate::dpdk::{self, Mbuf, Mempool, BURST};
+use crate::dpdk::{self, Mbuf, Mempool, Ring, BURST};
+use crate::lb::Proto;
 use arrayvec::ArrayVec;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -25,36 +27,49 @@ impl PacketBuf for Mbuf {
     fn set_len(&mut self, len: usize) -> bool {
         Mbuf::set_len(self, len)
     }
+
+    #[inline]
+    fn request_tx_checksums(&mut self, l3_len: usize, proto: Proto) {
+        Mbuf::request_tx_checksums(self, 14, l3_len, proto == Proto::Tcp)
+    }
 }
 
 /// What a worker needs to run.
 pub struct WorkerSetup {
+    /// This worker's index: its rx/tx queue on every port.
+    pub index: u16,
     /// DPDK port ids to poll; each is also a tx port.
     pub ports: Vec<u16>,
-    /// This worker's rx/tx queue on every port.
-    pub queue: u16,
     pub pool: Arc<Mempool>,
     pub snapshot: Arc<Snapshot>,
+    /// Rings other workers hand packets to this one on (consumer end).
+    pub inbox: Vec<Arc<Ring>>,
+    /// `outbox[w]`: the ring to worker w (producer end); None for itself.
+    pub outbox: Vec<Option<Arc<Ring>>>,
     /// Set by the main lcore to stop the loop.
     pub stop: Arc<AtomicBool>,
 }
 
-/// Per-port tx buffers of one worker, and its buffer source.
-struct TxIo<'a> {
+/// A worker's output side: per-port tx buffers, per-worker handoff buffers,
+/// and its buffer source.
+struct WorkerIo<'a> {
     queue: u16,
     pool: &'a Mempool,
     /// Indexed by port id; allocated once at start.
-    pending: Vec<ArrayVec<Mbuf, BURST>>,
+    tx: Vec<ArrayVec<Mbuf, BURST>>,
+    /// Indexed by worker; with the ring each flushes into.
+    handoff: Vec<(ArrayVec<Mbuf, BURST>, Option<Arc<Ring>>)>,
     sent: u64,
-    dropped: u64,
+    tx_dropped: u64,
+    ring_dropped: u64,
 }
 
-impl TxIo<'_> {
+impl WorkerIo<'_> {
     /// Sends what is buffered for `port`; whatever the queue refuses after a
     /// few tries is freed and counted.
     #[inline]
-    fn flush(&mut self, port: u16) {
-        let Some(buf) = self.pending.get_mut(port as usize) else {
+    fn flush_port(&mut self, port: u16) {
+        let Some(buf) = self.tx.get_mut(port as usize) else {
             return;
         };
         for _ in 0..4 {
@@ -63,37 +78,59 @@ impl TxIo<'_> {
             }
             self.sent += dpdk::tx_burst(port, self.queue, buf) as u64;
         }
-        self.dropped += buf.len() as u64;
+        self.tx_dropped += buf.len() as u64;
+        buf.clear();
+    }
+
+    #[inline]
+    fn flush_handoff(&mut self, worker: u16) {
+        let Some((buf, ring)) = self.handoff.get_mut(worker as usize) else {
+            return;
+        };
+        if let Some(ring) = ring {
+            ring.enqueue(buf);
+        }
+        self.ring_dropped += buf.len() as u64;
         buf.clear();
     }
 
     fn flush_all(&mut self) {
-        for port in 0..self.pending.len() as u16 {
-            self.flush(port);
+        for port in 0..self.tx.len() as u16 {
+            self.flush_port(port);
+        }
+        for w in 0..self.handoff.len() as u16 {
+            self.flush_handoff(w);
         }
     }
 
     /// Moves the tx figures into the worker's counters.
     fn settle(&mut self, counters: &mut Counters) {
         counters.add(Counter::TxPackets, std::mem::take(&mut self.sent));
-        counters.add(Counter::DropTxFull, std::mem::take(&mut self.dropped));
+        counters.add(Counter::DropTxFull, std::mem::take(&mut self.tx_dropped));
+        counters.add(
+            Counter::DropHandoffRingFull,
+            std::mem::take(&mut self.ring_dropped),
+        );
     }
 }
 
-impl Io<Mbuf> for TxIo<'_> {
+impl Io<Mbuf> for WorkerIo<'_> {
     #[inline]
     fn send(&mut self, port: u16, pkt: Mbuf) {
-        let Some(buf) = self.pending.get_mut(port as usize) else {
-            self.dropped += 1;
-            return;
+        let full = match self.tx.get(port as usize) {
+            Some(buf) => buf.is_full(),
+            None => {
+                self.tx_dropped += 1;
+                return;
+            }
         };
-        if buf.is_full() {
-            self.flush(port);
+        if full {
+            self.flush_port(port);
         }
         // After a flush there is room (the flush frees what it cannot send).
-        if let Err(e) = self.pending[port as usize].try_push(pkt) {
+        if let Err(e) = self.tx[port as usize].try_push(pkt) {
             drop(e.element());
-            self.dropped += 1;
+            self.tx_dropped += 1;
         }
     }
 
@@ -101,18 +138,45 @@ impl Io<Mbuf> for TxIo<'_> {
     fn alloc(&mut self) -> Option<Mbuf> {
         Mbuf::alloc(self.pool)
     }
+
+    #[inline]
+    fn handoff(&mut self, worker: u16, in_port: u16, mut pkt: Mbuf) {
+        // The receiver reads the receive port from the mbuf (copies made
+        // for sharing ARP have none yet).
+        pkt.set_port(in_port);
+        let full = match self.handoff.get(worker as usize) {
+            Some((buf, Some(_))) => buf.is_full(),
+            _ => {
+                self.ring_dropped += 1;
+                return;
+            }
+        };
+        if full {
+            self.flush_handoff(worker);
+        }
+        if let Err(e) = self.handoff[worker as usize].0.try_push(pkt) {
+            drop(e.element());
+            self.ring_dropped += 1;
+        }
+    }
 }
 
 /// Runs the worker loop until `setup.stop` is set; returns its counters.
 pub fn run(setup: WorkerSetup) -> Counters {
-    let mut pipeline: Pipeline<Mbuf> = Pipeline::new(Arc::clone(&setup.snapshot));
+    let mut pipeline: Pipeline<Mbuf> = Pipeline::new(Arc::clone(&setup.snapshot), setup.index);
     let max_port = setup.ports.iter().copied().max().unwrap_or(0) as usize;
-    let mut io = TxIo {
-        queue: setup.queue,
+    let mut io = WorkerIo {
+        queue: setup.index,
         pool: &setup.pool,
-        pending: (0..=max_port).map(|_| ArrayVec::new()).collect(),
+        tx: (0..=max_port).map(|_| ArrayVec::new()).collect(),
+        handoff: setup
+            .outbox
+            .iter()
+            .map(|r| (ArrayVec::new(), r.clone()))
+            .collect(),
         sent: 0,
-        dropped: 0,
+        tx_dropped: 0,
+        ring_dropped: 0,
     };
 
     let hz = dpdk::tsc_hz().max(1000);
@@ -123,15 +187,15 @@ pub fn run(setup: WorkerSetup) -> Counters {
     pipeline.announce(&mut io);
     io.flush_all();
 
-    let mut rx: ArrayVec<Mbuf, BURST> = ArrayVec::new();
+    let mut burst: ArrayVec<Mbuf, BURST> = ArrayVec::new();
     while !setup.stop.load(Ordering::Relaxed) {
         let tsc = dpdk::tsc();
         let now_ms = (tsc - start) / ticks_per_ms;
         for &port in &setup.ports {
-            if dpdk::rx_burst(port, setup.queue, &mut rx) == 0 {
+            if dpdk::rx_burst(port, setup.index, &mut burst) == 0 {
                 continue;
             }
-            for m in rx.drain(..) {
+            for m in burst.drain(..) {
                 m.prefetch();
                 if m.is_chained() {
                     // Frames never exceed one mbuf at our MTU; a chain is
@@ -141,6 +205,15 @@ pub fn run(setup: WorkerSetup) -> Counters {
                     continue;
                 }
                 pipeline.process(port, m, now_ms, &mut io);
+            }
+        }
+        for ring in &setup.inbox {
+            if ring.dequeue(&mut burst) == 0 {
+                continue;
+            }
+            for m in burst.drain(..) {
+                let port = m.port();
+                pipeline.process_handoff(port, m, now_ms, &mut io);
             }
         }
         io.flush_all();

@@ -95,10 +95,32 @@ impl Mbuf {
         true
     }
 
+    /// Marks the packet for IPv4 + TCP/UDP checksum offload on transmit
+    /// (RTE_MBUF_F_TX_IPV4 | IP_CKSUM | TCP/UDP_CKSUM with l2/l3 lengths).
+    #[inline]
+    pub fn request_tx_checksums(&mut self, l2_len: usize, l3_len: usize, tcp: bool) {
+        // SAFETY: exclusive access to a valid mbuf.
+        let m = unsafe { self.0.as_mut() };
+        let l4 = if tcp {
+            sys::RTE_MBUF_F_TX_TCP_CKSUM
+        } else {
+            sys::RTE_MBUF_F_TX_UDP_CKSUM
+        };
+        m.ol_flags |= sys::RTE_MBUF_F_TX_IPV4 | sys::RTE_MBUF_F_TX_IP_CKSUM | l4;
+        // tx_offload packs l2_len (7 bits) then l3_len (9 bits).
+        m.__bindgen_anon_3.tx_offload = (l2_len as u64 & 0x7f) | ((l3_len as u64 & 0x1ff) << 7);
+    }
+
     /// The ethdev port this packet was received on.
     #[inline]
     pub fn port(&self) -> u16 {
         self.raw().port
+    }
+
+    #[inline]
+    pub fn set_port(&mut self, port: u16) {
+        // SAFETY: exclusive access to a valid mbuf.
+        unsafe { self.0.as_mut().port = port };
     }
 
     /// Prefetches the first cache line of packet data.

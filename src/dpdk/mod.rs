@@ -4,10 +4,12 @@
 
 mod eal;
 mod error;
+pub mod flow;
 mod lcore;
 mod mbuf;
 mod mempool;
 mod port;
+mod ring;
 
 pub use eal::Eal;
 pub use error::DpdkError;
@@ -15,6 +17,7 @@ pub use lcore::{worker_lcores, LcoreJoin};
 pub use mbuf::Mbuf;
 pub use mempool::Mempool;
 pub use port::{rx_burst, tx_burst, LinkStatus, Port, PortInfo, PortSetup};
+pub use ring::Ring;
 
 /// The largest burst handed to or taken from a queue at once.
 pub const BURST: usize = 32;

@@ -13,6 +13,8 @@ pub struct PortSetup {
     pub tx_queues: u16,
     pub rx_desc: u16,
     pub tx_desc: u16,
+    /// Use the NIC's IPv4/TCP/UDP tx checksum offload if it has all three.
+    pub tx_checksum_offload: bool,
 }
 
 impl Default for PortSetup {
@@ -22,9 +24,15 @@ impl Default for PortSetup {
             tx_queues: 1,
             rx_desc: 1024,
             tx_desc: 1024,
+            tx_checksum_offload: true,
         }
     }
 }
+
+/// `RTE_ETH_TX_OFFLOAD_{IPV4,UDP,TCP}_CKSUM` (macros bindgen cannot see).
+pub const TX_OFFLOAD_CHECKSUMS: u64 = (1 << 1) | (1 << 2) | (1 << 3);
+/// `RTE_ETH_RSS_IPV4 | NONFRAG_IPV4_TCP | NONFRAG_IPV4_UDP`.
+const RSS_IPV4_TCP_UDP: u64 = (1 << 2) | (1 << 4) | (1 << 5);
 
 /// What the driver says the port can do (recorded at set-up; offloads are
 /// used by later stages).
@@ -38,6 +46,13 @@ pub struct PortInfo {
     pub flow_type_rss_offloads: u64,
 }
 
+impl PortInfo {
+    /// True when the port computes IPv4, TCP and UDP checksums on transmit.
+    pub fn has_tx_checksum_offload(&self) -> bool {
+        self.tx_offload_capa & TX_OFFLOAD_CHECKSUMS == TX_OFFLOAD_CHECKSUMS
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LinkStatus {
     pub up: bool,
@@ -49,6 +64,8 @@ pub struct Port {
     id: u16,
     mac: EthernetAddress,
     info: PortInfo,
+    rss: bool,
+    tx_checksum_offload: bool,
 }
 
 impl Port {
@@ -57,9 +74,36 @@ impl Port {
     pub fn start(id: u16, setup: PortSetup, pool: &Mempool) -> Result<Port, DpdkError> {
         let info = Self::query_info(id)?;
         let call = |what: &str| format!("{what}(port {id})");
+        if setup.rx_queues > info.max_rx_queues || setup.tx_queues > info.max_tx_queues {
+            return Err(DpdkError::new(
+                format!(
+                    "port {id} ({}) has {} rx / {} tx queues but {} workers need {} of each \
+                     (for net_af_packet add qpairs={} to its --vdev)",
+                    info.driver,
+                    info.max_rx_queues,
+                    info.max_tx_queues,
+                    setup.rx_queues,
+                    setup.rx_queues,
+                    setup.rx_queues
+                ),
+                22,
+            ));
+        }
 
         // SAFETY: zeroed rte_eth_conf is DPDK's "all defaults".
-        let conf: sys::rte_eth_conf = unsafe { std::mem::zeroed() };
+        let mut conf: sys::rte_eth_conf = unsafe { std::mem::zeroed() };
+        // Several queues: spread flows by RSS where the NIC hashes IPv4/L4
+        // (af_packet has no RSS; the kernel's fanout spreads flows instead).
+        let rss_hf = info.flow_type_rss_offloads & RSS_IPV4_TCP_UDP;
+        let rss = setup.rx_queues > 1 && rss_hf != 0;
+        if rss {
+            conf.rxmode.mq_mode = sys::RTE_ETH_MQ_RX_RSS;
+            conf.rx_adv_conf.rss_conf.rss_hf = rss_hf;
+        }
+        let tx_checksum_offload = setup.tx_checksum_offload && info.has_tx_checksum_offload();
+        if tx_checksum_offload {
+            conf.txmode.offloads = TX_OFFLOAD_CHECKSUMS;
+        }
         // SAFETY: valid port id (checked by dev_info_get), conf outlives the call.
         let rc = unsafe { sys::rte_eth_dev_configure(id, setup.rx_queues, setup.tx_queues, &conf) };
         if rc < 0 {
@@ -119,6 +163,8 @@ impl Port {
             id,
             mac: EthernetAddress(addr.addr_bytes),
             info,
+            rss,
+            tx_checksum_offload,
         })
     }
 
@@ -160,6 +206,16 @@ impl Port {
 
     pub fn info(&self) -> &PortInfo {
         &self.info
+    }
+
+    /// Whether rx queues are fed by the NIC's RSS hash.
+    pub fn rss(&self) -> bool {
+        self.rss
+    }
+
+    /// Whether tx checksum offload is enabled on this port.
+    pub fn tx_checksum_offload(&self) -> bool {
+        self.tx_checksum_offload
     }
 
     pub fn link(&self) -> LinkStatus {

@@ -12,6 +12,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+pub mod icmp_error;
+pub mod laddr;
 pub mod nat;
 pub mod scheduler;
 pub mod service;

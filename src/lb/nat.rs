@@ -69,6 +69,40 @@ pub fn translate(
     }
 }
 
+/// Rewrites like `translate`, for a port whose NIC computes checksums on
+/// transmit: the IPv4 checksum is zeroed and the TCP/UDP checksum field gets
+/// the pseudo-header sum of the new addresses, as DPDK's tx offload expects.
+#[inline]
+pub fn translate_for_offload(
+    packet: &mut [u8],
+    l4_offset: usize,
+    proto: Proto,
+    src: SocketAddrV4,
+    dst: SocketAddrV4,
+) {
+    let mut ip = Ipv4Packet::new_unchecked(&mut *packet);
+    ip.set_src_addr(*src.ip());
+    ip.set_dst_addr(*dst.ip());
+    ip.set_checksum(0);
+    let l4_len = (ip.total_len() as usize - l4_offset) as u16;
+    let pseudo = checksum::pseudo_header(*src.ip(), *dst.ip(), proto as u8, l4_len);
+    let l4 = &mut packet[l4_offset..];
+    match proto {
+        Proto::Tcp => {
+            let mut tcp = TcpPacket::new_unchecked(l4);
+            tcp.set_src_port(src.port());
+            tcp.set_dst_port(dst.port());
+            tcp.set_checksum(pseudo);
+        }
+        Proto::Udp => {
+            let mut udp = UdpPacket::new_unchecked(l4);
+            udp.set_src_port(src.port());
+            udp.set_dst_port(dst.port());
+            udp.set_checksum(pseudo);
+        }
+    }
+}
+
 /// The TCP/UDP checksum after the pseudo-header addresses and the ports
 /// change from `old_*` to `new_*`.
 #[inline]
@@ -163,6 +197,31 @@ mod tests {
             SocketAddrV4::new(Ipv4Addr::new(10, 10, 0, 100), 80),
         );
         assert_eq!(p, orig, "translating back restores every byte");
+    }
+
+    #[test]
+    fn offload_leaves_what_the_nic_completes() {
+        let mut p = syn();
+        let client = SocketAddrV4::new(Ipv4Addr::new(10, 10, 0, 2), 40000);
+        let real = SocketAddrV4::new(Ipv4Addr::new(192, 168, 10, 2), 8080);
+        translate_for_offload(&mut p, 20, Proto::Tcp, client, real);
+        let ip = Ipv4Packet::new_checked(&p[..]).unwrap();
+        assert_eq!(ip.checksum(), 0, "the NIC fills the IPv4 checksum");
+        assert_eq!(ip.dst_addr(), *real.ip());
+        let tcp = TcpPacket::new_checked(&p[20..]).unwrap();
+        assert_eq!(tcp.dst_port(), 8080);
+        assert_eq!(
+            tcp.checksum(),
+            checksum::pseudo_header(*client.ip(), *real.ip(), 6, 20),
+            "the pseudo-header sum, not inverted"
+        );
+        // What the NIC then does gives exactly the software result.
+        let mut hw = p.clone();
+        Ipv4Packet::new_unchecked(&mut hw[..]).fill_checksum();
+        TcpPacket::new_unchecked(&mut hw[20..]).fill_checksum(*client.ip(), *real.ip());
+        let mut sw = syn();
+        translate(&mut sw, 20, Proto::Tcp, client, real);
+        assert_eq!(hw, sw);
     }
 
     #[test]

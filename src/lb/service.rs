@@ -70,6 +70,8 @@ pub struct Service {
     pub mode: ForwardMode,
     pub scheduler: SchedulerKind,
     pub reals: Vec<RealServer>,
+    /// FULLNAT local addresses (`ipvsadm --add-laddr`); empty in NAT mode.
+    pub laddrs: Vec<Ipv4Addr>,
 }
 
 impl Service {
@@ -223,6 +225,7 @@ mod tests {
                     weight,
                 })
                 .collect(),
+            laddrs: Vec::new(),
         }
     }
 
