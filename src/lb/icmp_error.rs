@@ -20,6 +20,7 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
+use super::nat;
 use super::session::FlowKey;
 use super::Proto;
 use crate::wire::icmpv4::msg_type;
@@ -176,7 +177,7 @@ pub fn translate(
             tcp.set_dst_port(new_ports.1);
             if holds_checksum {
                 let old = tcp.checksum();
-                let new = l4_sum(old, old_l4, inner_src, inner_dst);
+                let new = nat::l4_sum(old, old_l4.0, old_l4.1, inner_src, inner_dst);
                 tcp.set_checksum(new);
                 sum = updated(sum, old, new);
             }
@@ -188,7 +189,7 @@ pub fn translate(
             // A zero UDP checksum means "none" and stays none.
             let old = udp.checksum();
             if old != 0 {
-                let new = match l4_sum(old, old_l4, inner_src, inner_dst) {
+                let new = match nat::l4_sum(old, old_l4.0, old_l4.1, inner_src, inner_dst) {
                     0 => 0xffff,
                     new => new,
                 };
@@ -210,22 +211,6 @@ fn set_addresses(ip: &mut Ipv4Packet<&mut [u8]>, src: Ipv4Addr, dst: Ipv4Addr) {
     ip.set_src_addr(src);
     ip.set_dst_addr(dst);
     ip.set_checksum(sum);
-}
-
-/// A TCP/UDP checksum after the pseudo-header addresses and the ports change
-/// from `old` ((src, sport), (dst, dport)) to `src`, `dst`.
-#[inline]
-fn l4_sum(
-    sum: u16,
-    old: ((Ipv4Addr, u16), (Ipv4Addr, u16)),
-    src: SocketAddrV4,
-    dst: SocketAddrV4,
-) -> u16 {
-    let ((old_src, old_sport), (old_dst, old_dport)) = old;
-    let sum = updated_addr(sum, old_src, *src.ip());
-    let sum = updated_addr(sum, old_dst, *dst.ip());
-    let sum = updated(sum, old_sport, src.port());
-    updated(sum, old_dport, dst.port())
 }
 
 /// `checksum::update_u16`, skipped when the word does not change (so that

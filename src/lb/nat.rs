@@ -106,7 +106,7 @@ pub fn translate_for_offload(
 /// The TCP/UDP checksum after the pseudo-header addresses and the ports
 /// change from `old_*` to `new_*`.
 #[inline]
-fn l4_sum(
+pub(crate) fn l4_sum(
     mut sum: u16,
     old_src: (Ipv4Addr, u16),
     old_dst: (Ipv4Addr, u16),
