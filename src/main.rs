@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -28,6 +29,10 @@ enum Command {
         /// configuration (`sluice default-config`) is used.
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Print a line of rates (packets, connections, sessions, cycles
+        /// per packet) every SECS seconds.
+        #[arg(long, value_name = "SECS")]
+        stats: Option<f64>,
     },
     /// Validate a configuration file and exit.
     Check {
@@ -68,11 +73,11 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Run { config } => run(config.as_ref()),
+        Command::Run { config, stats } => run(config.as_ref(), stats),
     }
 }
 
-fn run(path: Option<&PathBuf>) -> ExitCode {
+fn run(path: Option<&PathBuf>, stats: Option<f64>) -> ExitCode {
     let config = match load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -93,7 +98,15 @@ fn run(path: Option<&PathBuf>) -> ExitCode {
         println!("sluice: ready");
         let _ = std::io::stdout().flush();
     };
-    match runtime::run(&config, stop, ready) {
+    let stats_every = match stats {
+        Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
+        Some(s) => {
+            eprintln!("error: --stats {s}: must be a positive number of seconds");
+            return ExitCode::from(2);
+        }
+        None => None,
+    };
+    match runtime::run(&config, stop, stats_every, ready) {
         Ok(counters) => {
             println!("sluice counters:");
             for (name, value) in counters.iter() {

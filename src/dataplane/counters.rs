@@ -41,6 +41,12 @@ counters! {
     /// Sessions created (IPVS Conns).
     Conns => "conns",
     SessionsExpired => "sessions_expired",
+    /// Sessions in the tables when the workers stopped (a level, not a
+    /// count of events; summed over workers).
+    SessionsLive => "sessions_live",
+    /// TSC cycles the workers spent in loop iterations that had packets
+    /// (rx or handoff): busy_cycles / rx_packets is the cost per packet.
+    BusyCycles => "busy_cycles",
     /// ICMP errors about a session, translated and passed on.
     IcmpErrorsTranslated => "icmp_errors_translated",
     /// Packets passed to the worker that owns their session.
@@ -120,6 +126,12 @@ impl Counters {
     #[inline]
     pub fn add(&mut self, c: Counter, n: u64) {
         self.values[c as usize] += n;
+    }
+
+    /// For levels (such as live sessions) rather than event counts.
+    #[inline]
+    pub fn set(&mut self, c: Counter, v: u64) {
+        self.values[c as usize] = v;
     }
 
     pub fn get(&self, c: Counter) -> u64 {

@@ -6,6 +6,7 @@ pub mod counters;
 pub mod pipeline;
 pub mod runtime;
 pub mod snapshot;
+pub mod stats;
 pub mod steering;
 pub mod worker;
 

@@ -5,6 +5,7 @@
 
 use super::counters::Counters;
 use super::snapshot::{PortFacts, Snapshot};
+use super::stats::{rate_line, SharedCounters};
 use super::steering;
 use super::worker::{self, WorkerSetup};
 use crate::control::config::Config;
@@ -12,16 +13,18 @@ use crate::dpdk::{worker_lcores, Eal, LcoreJoin, Mempool, Port, PortSetup, Ring}
 use log::info;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Slots of each handoff ring (a power of two).
 const HANDOFF_RING_SIZE: u32 = 4096;
 
 /// Runs sluice with `config` until `stop` is set. `on_ready` is called once
-/// the workers are polling. Returns the workers' counters, summed.
+/// the workers are polling; with `stats_every`, a line of rates is printed
+/// on stdout at that interval. Returns the workers' counters, summed.
 pub fn run(
     config: &Config,
     stop: Arc<AtomicBool>,
+    stats_every: Option<Duration>,
     on_ready: impl FnOnce(),
 ) -> Result<Counters, String> {
     let eal = Eal::init(&config.eal).map_err(|e| e.to_string())?;
@@ -116,6 +119,7 @@ pub fn run(
         rings.push(row);
     }
 
+    let shared: Vec<Arc<SharedCounters>> = (0..workers).map(|_| Arc::default()).collect();
     let mut joins = Vec::new();
     for (index, &lcore) in lcores.iter().enumerate() {
         let w = index as u16;
@@ -128,6 +132,7 @@ pub fn run(
                 .filter_map(|from| rings[from as usize][index].clone())
                 .collect(),
             outbox: rings[index].clone(),
+            stats: Arc::clone(&shared[index]),
             stop: Arc::clone(&stop),
         };
         let join = LcoreJoin::launch(lcore, move || worker::run(setup));
@@ -144,8 +149,25 @@ pub fn run(
     }
     on_ready();
 
+    let started = Instant::now();
+    let mut last = (started, Counters::default());
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
+        if let Some(every) = stats_every {
+            if last.0.elapsed() >= every {
+                let mut now = Counters::default();
+                for s in &shared {
+                    now.merge(&s.read());
+                }
+                let secs = last.0.elapsed().as_secs_f64();
+                println!(
+                    "{}",
+                    rate_line(&last.1, &now, secs, started.elapsed().as_secs_f64())
+                );
+                let _ = std::io::Write::flush(&mut std::io::stdout());
+                last = (Instant::now(), now);
+            }
+        }
     }
     let mut counters = Counters::default();
     let mut panicked = false;

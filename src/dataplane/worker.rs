@@ -6,6 +6,7 @@
 use super::counters::{Counter, Counters};
 use super::pipeline::{Io, PacketBuf, Pipeline};
 use super::snapshot::Snapshot;
+use super::stats::{SharedCounters, PUBLISH_MS};
 use crate::dpdk::{self, Mbuf, Mempool, Ring, BURST};
 use crate::lb::Proto;
 use arrayvec::ArrayVec;
@@ -46,6 +47,8 @@ pub struct WorkerSetup {
     pub inbox: Vec<Arc<Ring>>,
     /// `outbox[w]`: the ring to worker w (producer end); None for itself.
     pub outbox: Vec<Option<Arc<Ring>>>,
+    /// Where this worker publishes its counters for live statistics.
+    pub stats: Arc<SharedCounters>,
     /// Set by the main lcore to stop the loop.
     pub stop: Arc<AtomicBool>,
 }
@@ -183,6 +186,7 @@ pub fn run(setup: WorkerSetup) -> Counters {
     let ticks_per_ms = hz / 1000;
     let start = dpdk::tsc();
     let mut next_timer = start;
+    let mut next_publish = start;
 
     pipeline.announce(&mut io);
     io.flush_all();
@@ -191,12 +195,18 @@ pub fn run(setup: WorkerSetup) -> Counters {
     while !setup.stop.load(Ordering::Relaxed) {
         let tsc = dpdk::tsc();
         let now_ms = (tsc - start) / ticks_per_ms;
+        let mut work = 0;
         for &port in &setup.ports {
             if dpdk::rx_burst(port, setup.index, &mut burst) == 0 {
                 continue;
             }
-            for m in burst.drain(..) {
+            work += burst.len();
+            // Prefetch every packet's headers before touching the first, so
+            // their cache misses overlap.
+            for m in &burst {
                 m.prefetch();
+            }
+            for m in burst.drain(..) {
                 if m.is_chained() {
                     // Frames never exceed one mbuf at our MTU; a chain is
                     // something we do not parse.
@@ -211,6 +221,7 @@ pub fn run(setup: WorkerSetup) -> Counters {
             if ring.dequeue(&mut burst) == 0 {
                 continue;
             }
+            work += burst.len();
             for m in burst.drain(..) {
                 let port = m.port();
                 pipeline.process_handoff(port, m, now_ms, &mut io);
@@ -221,9 +232,21 @@ pub fn run(setup: WorkerSetup) -> Counters {
             pipeline.poll(now_ms, &mut io);
             io.flush_all();
             next_timer = tsc + ticks_per_ms;
+            if tsc >= next_publish {
+                let live = pipeline.sessions().len() as u64;
+                pipeline.counters_mut().set(Counter::SessionsLive, live);
+                setup.stats.publish(pipeline.counters());
+                next_publish = tsc + PUBLISH_MS * ticks_per_ms;
+            }
         }
-        io.settle(pipeline.counters_mut());
+        if work > 0 {
+            let cycles = dpdk::tsc() - tsc;
+            io.settle(pipeline.counters_mut());
+            pipeline.counters_mut().add(Counter::BusyCycles, cycles);
+        }
     }
+    let live = pipeline.sessions().len() as u64;
+    pipeline.counters_mut().set(Counter::SessionsLive, live);
     io.flush_all();
     io.settle(pipeline.counters_mut());
     pipeline.counters().clone()
