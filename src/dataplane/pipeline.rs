@@ -735,7 +735,7 @@ impl<P: PacketBuf> Pipeline<P> {
             // FULLNAT, from the client in NAT).
             let owner = if self.snap.services.is_vip(q.src) {
                 client_owner(q.dst, q.dport, self.workers)
-            } else if self.snap.is_laddr(q.src) {
+            } else if self.snap.destination(q.src) == Destination::Laddr {
                 laddr::owner_of_port(q.sport, self.workers)
             } else {
                 client_owner(q.src, q.sport, self.workers)

@@ -57,8 +57,9 @@ pub struct Snapshot {
     pub workers: u16,
     /// Interface address -> its port.
     interface_addrs: HashMap<Ipv4Addr, u16>,
-    /// Every FULLNAT local address of every service.
-    laddrs: HashMap<Ipv4Addr, ()>,
+    /// What each of our addresses is (VIP, local, interface): one lookup
+    /// per packet classifies its destination.
+    destinations: HashMap<Ipv4Addr, Destination>,
 }
 
 impl Snapshot {
@@ -97,11 +98,6 @@ impl Snapshot {
                 ));
             }
         }
-        let laddrs = config
-            .services
-            .iter()
-            .flat_map(|s| s.laddrs.iter().map(|&a| (a, ())))
-            .collect();
         let services =
             ServiceTable::new(config.services.clone()).map_err(|e: ServiceError| e.to_string())?;
         Ok(Snapshot {
@@ -114,28 +110,15 @@ impl Snapshot {
             max_neighbours: config.dataplane.max_neighbours,
             local_port_range: config.dataplane.local_port_range.clone(),
             workers: workers.max(1),
+            destinations: destinations(config, &interface_addrs),
             interface_addrs,
-            laddrs,
         })
     }
 
-    /// Classifies a destination address. VIPs win over the other kinds.
+    /// Classifies a destination address.
     #[inline]
     pub fn destination(&self, addr: Ipv4Addr) -> Destination {
-        if self.services.is_vip(addr) {
-            Destination::Vip
-        } else if self.laddrs.contains_key(&addr) {
-            Destination::Laddr
-        } else if self.interface_addrs.contains_key(&addr) {
-            Destination::Interface
-        } else {
-            Destination::Foreign
-        }
-    }
-
-    #[inline]
-    pub fn is_laddr(&self, addr: Ipv4Addr) -> bool {
-        self.laddrs.contains_key(&addr)
+        self.destinations.get(&addr).copied().unwrap_or(Destination::Foreign)
     }
 
     /// Whether sluice answers ARP for `addr` on `port`: its own addresses
@@ -143,8 +126,7 @@ impl Snapshot {
     #[inline]
     pub fn answers_arp(&self, port: u16, addr: Ipv4Addr) -> bool {
         self.interface_addrs.get(&addr) == Some(&port)
-            || self.services.is_vip(addr)
-            || self.laddrs.contains_key(&addr)
+            || matches!(self.destination(addr), Destination::Vip | Destination::Laddr)
     }
 
     /// The ports to announce `addr` on (gratuitous ARP): those whose subnet
@@ -165,10 +147,13 @@ impl Snapshot {
 
     /// Every address sluice announces at start: VIPs and local addresses.
     pub fn announced_addrs(&self) -> Vec<Ipv4Addr> {
-        let mut out: Vec<Ipv4Addr> = self.services.vips().collect();
-        out.extend(self.laddrs.keys().copied());
+        let mut out: Vec<Ipv4Addr> = self
+            .destinations
+            .iter()
+            .filter(|(_, d)| matches!(d, Destination::Vip | Destination::Laddr))
+            .map(|(a, _)| *a)
+            .collect();
         out.sort();
-        out.dedup();
         out
     }
 
@@ -182,4 +167,21 @@ impl Snapshot {
             .or_else(|| addrs.first())
             .map(|a| a.address())
     }
+}
+
+/// Our addresses and what they are. A VIP wins over a local address (the
+/// configuration refuses that overlap anyway), which wins over an interface
+/// address.
+fn destinations(config: &Config, interface_addrs: &HashMap<Ipv4Addr, u16>) -> HashMap<Ipv4Addr, Destination> {
+    let mut out: HashMap<Ipv4Addr, Destination> =
+        interface_addrs.keys().map(|&a| (a, Destination::Interface)).collect();
+    for s in &config.services {
+        for &l in &s.laddrs {
+            out.insert(l, Destination::Laddr);
+        }
+    }
+    for s in &config.services {
+        out.insert(*s.vip.ip(), Destination::Vip);
+    }
+    out
 }
