@@ -5,6 +5,8 @@
 
 HTTP/1.0 on PORT (one connection per request):
     GET /whoami  -> "NAME client=IP:PORT\\n"  (the address this server saw)
+    GET /slow?ms=N -> the same as /whoami, after waiting N ms (0..60000): a request
+                    that keeps its connection open for a while
     GET /FILE    -> the bytes of DATA_DIR/FILE
 UDP echo on 5353: any datagram -> "NAME client=IP:PORT\\n".
 
@@ -20,8 +22,11 @@ import shutil
 import socket
 import sys
 import threading
+import time
+import urllib.parse
 
 UDP_ECHO_PORT = 5353
+MAX_SLOW_MS = 60000
 
 
 class RequestLog:
@@ -54,8 +59,19 @@ def make_handler(name, data_dir, request_log):
 
         def do_GET(self):
             request_log.write(f"{self.client()} tcp {self.command} {self.path}")
-            path = self.path.split("?", 1)[0]
+            path, _, query = self.path.partition("?")
             if path == "/whoami":
+                self.send_body(200, f"{name} client={self.client()}\n".encode())
+                return
+            if path == "/slow":
+                try:
+                    ms = int(urllib.parse.parse_qs(query).get("ms", ["1000"])[0])
+                except ValueError:
+                    ms = -1
+                if not 0 <= ms <= MAX_SLOW_MS:
+                    self.send_body(400, f"ms must be 0..{MAX_SLOW_MS}\n".encode())
+                    return
+                time.sleep(ms / 1000)
                 self.send_body(200, f"{name} client={self.client()}\n".encode())
                 return
             rel = path.lstrip("/")
@@ -85,7 +101,9 @@ def make_handler(name, data_dir, request_log):
 class Server(http.server.ThreadingHTTPServer):
     allow_reuse_address = True
     daemon_threads = True
-    request_queue_size = 128
+    # Tests open 1000 connections at once; a short accept queue would drop the
+    # handshakes' last ACKs and turn a burst into seconds of retransmissions.
+    request_queue_size = 1024
 
 
 def udp_echo(name, request_log):

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Network-namespace testbed for sluice (NAT mode).
+# Network-namespace testbed for sluice.
+#
+# Flat (the default; NAT mode: the reals route back through sluice):
 #
 #   NAME-client  eth0 10.10.0.2/24, default via 10.10.0.1 (sluice)
 #        |  veth
@@ -11,10 +13,20 @@
 #   NAME-rK      eth0 192.168.10.(1+K)/24, default via 192.168.10.1 (sluice),
 #                HTTP on --port (default 8080), UDP echo on 5353
 #
+# Routed (--routed; FULLNAT: the reals never see, nor can reach, the client network):
+#
+#   NAME-client  eth0 10.10.0.2/24, default via 10.10.0.1 (sluice)
+#   NAME-lb      lb-wan, lb-lan as above (sluice: route 172.16.0.0/24 via 192.168.10.254)
+#   NAME-sw      br0 = lan + rt-lan          br1 = rt-srv + r1..rN
+#   NAME-rt      eth0 192.168.10.254/24 (on br0), eth1 172.16.0.1/24 (on br1),
+#                forwarding on, NO default route and no route to 10.10.0.0/24
+#   NAME-rK      eth0 172.16.0.(1+K)/24, default via 172.16.0.1 (the router),
+#                HTTP on --port, UDP echo on 5353
+#
 # Usage:
-#   testbed.sh up NAME [--reals N] [--port P]
+#   testbed.sh up NAME [--reals N] [--port P] [--routed]
 #   testbed.sh down NAME
-#   testbed.sh exec NAME ROLE CMD...     ROLE: client | lb | sw | r1..rN
+#   testbed.sh exec NAME ROLE CMD...     ROLE: client | lb | sw | rt (routed) | r1..rN
 #   testbed.sh status NAME
 #
 # State (pids, logs, data) lives in /tmp/sluice-testbed/NAME/.
@@ -43,7 +55,7 @@ namespaces_of() {
     ip netns list 2>/dev/null | awk '{print $1}' | while read -r ns; do
         case ${ns#"$name-"} in
             "$ns") ;;  # prefix not present
-            client | lb | sw) echo "$ns" ;;
+            client | lb | sw | rt) echo "$ns" ;;
             r[0-9]*) [[ ${ns#"$name-r"} =~ ^[0-9]+$ ]] && echo "$ns" ;;
         esac
     done
@@ -83,13 +95,24 @@ wait_listening() {
     return 1
 }
 
+# Starts real server K (HTTP on $port, UDP echo) in its namespace.
+start_real() {
+    local name=$1 dir=$2 port=$3 k=$4
+    # stdin/stdout/stderr to files: a caller capturing our output must not wait on it.
+    setsid ip netns exec "$name-r$k" python3 "$SCRIPT_DIR/realserver.py" \
+        "r$k" "$port" "$dir/data" "$dir/r$k.log" \
+        </dev/null >"$dir/r$k.out" 2>&1 &
+    echo $! >"$dir/r$k.pid"
+}
+
 cmd_up() {
     local name=$1; shift
-    local reals=2 port=8080
+    local reals=2 port=8080 routed=0
     while (($#)); do
         case $1 in
             --reals) reals=${2:?--reals needs a value}; shift 2 ;;
             --port) port=${2:?--port needs a value}; shift 2 ;;
+            --routed) routed=1; shift ;;
             *) die "up: unknown argument '$1'" ;;
         esac
     done
@@ -109,11 +132,17 @@ cmd_up() {
     mkdir -p "$dir/data"
     echo "$reals" >"$dir/reals"
     echo "$port" >"$dir/port"
+    if ((routed)); then echo routed >"$dir/topology"; else echo flat >"$dir/topology"; fi
 
-    local client="$name-client" lb="$name-lb" sw="$name-sw" k rns
+    local client="$name-client" lb="$name-lb" sw="$name-sw" rt="$name-rt" k rns
+    # The bridge the reals sit on, and their subnet and gateway.
+    local real_br=br0 real_net=192.168.10 real_gw=192.168.10.1
+    if ((routed)); then real_br=br1 real_net=172.16.0 real_gw=172.16.0.1; fi
+
     new_ns "$client"
     new_ns "$lb"
     new_ns "$sw"
+    if ((routed)); then new_ns "$rt"; fi
     for ((k = 1; k <= reals; k++)); do new_ns "$name-r$k"; done
 
     # client <-> lb
@@ -123,16 +152,31 @@ cmd_up() {
     ip -n "$sw" link add br0 type bridge stp_state 0 forward_delay 0
     quiet_sysctl "$sw" net.ipv6.conf.br0.disable_ipv6=1
     ip -n "$sw" link set lan master br0
+    if ((routed)); then
+        ip -n "$sw" link add br1 type bridge stp_state 0 forward_delay 0
+        quiet_sysctl "$sw" net.ipv6.conf.br1.disable_ipv6=1
+        ip -n "$rt" link add eth0 type veth peer name rt-lan netns "$sw"
+        ip -n "$rt" link add eth1 type veth peer name rt-srv netns "$sw"
+        ip -n "$sw" link set rt-lan master br0
+        ip -n "$sw" link set rt-srv master br1
+    fi
     for ((k = 1; k <= reals; k++)); do
         rns="$name-r$k"
         ip -n "$rns" link add eth0 type veth peer name "r$k" netns "$sw"
-        ip -n "$sw" link set "r$k" master br0
+        ip -n "$sw" link set "r$k" master "$real_br"
     done
 
     prepare_if "$client" eth0
     prepare_if "$lb" lb-wan
     prepare_if "$lb" lb-lan
     prepare_if "$sw" lan
+    if ((routed)); then
+        # The router's kernel sends (forwards) into sluice's af_packet port: no partial checksums.
+        prepare_if "$rt" eth0
+        prepare_if "$rt" eth1
+        prepare_if "$sw" rt-lan
+        prepare_if "$sw" rt-srv
+    fi
     for ((k = 1; k <= reals; k++)); do
         prepare_if "$name-r$k" eth0
         prepare_if "$sw" "r$k"
@@ -140,6 +184,11 @@ cmd_up() {
 
     ip -n "$sw" link set br0 up
     ip -n "$sw" link set lan up
+    if ((routed)); then
+        ip -n "$sw" link set br1 up
+        ip -n "$sw" link set rt-lan up
+        ip -n "$sw" link set rt-srv up
+    fi
     for ((k = 1; k <= reals; k++)); do ip -n "$sw" link set "r$k" up; done
     ip -n "$lb" link set lb-wan up
     ip -n "$lb" link set lb-lan up
@@ -148,16 +197,25 @@ cmd_up() {
     ip -n "$client" link set eth0 up
     ip -n "$client" route add default via 10.10.0.1
 
+    if ((routed)); then
+        ip -n "$rt" addr add 192.168.10.254/24 dev eth0
+        ip -n "$rt" addr add 172.16.0.1/24 dev eth1
+        ip -n "$rt" link set eth0 up
+        ip -n "$rt" link set eth1 up
+        quiet_sysctl "$rt" net.ipv4.ip_forward=1
+        # Deliberately no default route: the router knows only its two connected subnets,
+        # so a packet for the client network (10.10.0.0/24) cannot be forwarded from here.
+        if ip -n "$rt" route get 10.10.0.2 >/dev/null 2>&1; then
+            die "router $rt has a route to 10.10.0.2; the routed topology needs it not to"
+        fi
+    fi
+
     for ((k = 1; k <= reals; k++)); do
         rns="$name-r$k"
-        ip -n "$rns" addr add "192.168.10.$((1 + k))/24" dev eth0
+        ip -n "$rns" addr add "$real_net.$((1 + k))/24" dev eth0
         ip -n "$rns" link set eth0 up
-        ip -n "$rns" route add default via 192.168.10.1
-        # stdin/stdout/stderr to files: a caller capturing our output must not wait on it.
-        setsid ip netns exec "$rns" python3 "$SCRIPT_DIR/realserver.py" \
-            "r$k" "$port" "$dir/data" "$dir/r$k.log" \
-            </dev/null >"$dir/r$k.out" 2>&1 &
-        echo $! >"$dir/r$k.pid"
+        ip -n "$rns" route add default via "$real_gw"
+        start_real "$name" "$dir" "$port" "$k"
     done
     for ((k = 1; k <= reals; k++)); do
         rns="$name-r$k"
@@ -168,7 +226,11 @@ cmd_up() {
     # shellcheck disable=SC2034 # read by the EXIT trap
     UP_DONE=1
     trap - EXIT
-    log "up $name: client, lb, sw, r1..r$reals (http :$port, udp :$UDP_ECHO_PORT); state in $dir"
+    if ((routed)); then
+        log "up $name (routed): client, lb, sw, rt, r1..r$reals at 172.16.0.2.. (http :$port, udp :$UDP_ECHO_PORT); state in $dir"
+    else
+        log "up $name: client, lb, sw, r1..r$reals (http :$port, udp :$UDP_ECHO_PORT); state in $dir"
+    fi
 }
 
 kill_pids() {
@@ -233,7 +295,7 @@ cmd_status() {
         [[ -d $dir ]] && echo "  (stale state dir $dir)"
         return 1
     fi
-    echo "testbed $name: state in $dir"
+    echo "testbed $name: $(cat "$dir/topology" 2>/dev/null || echo unknown) topology, state in $dir"
     for ns in $nss; do
         echo "== $ns"
         ip -n "$ns" -br addr show | grep -v '^lo ' | sed 's/^/  /'

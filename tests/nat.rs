@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{config, root_or_skip, service, Sluice, Testbed, SLUICE, VIP};
+use common::{config, root_or_skip, service, sha256_of, whoami, Sluice, Testbed, SLUICE, VIP};
 use std::collections::HashMap;
 use std::fs;
 use std::path::PathBuf;
@@ -23,34 +23,6 @@ fn http_service() -> String {
         "wrr",
         &[("192.168.10.2:8080", 1), ("192.168.10.3:8080", 1)],
     )
-}
-
-/// Parses a `/whoami` body, `NAME client=IP:PORT`, into (NAME, IP).
-fn whoami(body: &str) -> (String, String) {
-    let line = body.trim();
-    let (name, rest) = line
-        .split_once(' ')
-        .unwrap_or_else(|| panic!("not a whoami answer: {body:?}"));
-    let addr = rest
-        .strip_prefix("client=")
-        .unwrap_or_else(|| panic!("not a whoami answer: {body:?}"));
-    let (ip, _port) = addr
-        .rsplit_once(':')
-        .unwrap_or_else(|| panic!("no client port in {body:?}"));
-    (name.to_string(), ip.to_string())
-}
-
-fn sha256_of(path: &std::path::Path) -> String {
-    let out = Command::new("sha256sum")
-        .arg(path)
-        .output()
-        .expect("run sha256sum");
-    assert!(out.status.success(), "sha256sum {path:?} failed");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .expect("sha256sum output")
-        .to_string()
 }
 
 #[test]

@@ -17,6 +17,12 @@ use std::time::{Duration, Instant};
 pub const SLUICE: &str = env!("CARGO_BIN_EXE_sluice");
 pub const CLIENT_ADDR: &str = "10.10.0.2";
 pub const VIP: &str = "10.10.0.100";
+/// FULLNAT local addresses the tests give sluice (on lb-lan's subnet, 192.168.10.0/24).
+pub const LADDRS: [&str; 2] = ["192.168.10.100", "192.168.10.101"];
+/// The routed topology's router, on the lan side: sluice's next hop to the reals.
+pub const ROUTER_LAN_ADDR: &str = "192.168.10.254";
+/// The routed topology's real-server subnet, behind the router.
+pub const ROUTED_REAL_NET: &str = "172.16.0.0/24";
 
 const READY_LINE: &str = "sluice: ready";
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -111,22 +117,36 @@ fn remove_stale_testbeds() {
     }
 }
 
-/// One testbed: `NAME-client`, `NAME-lb`, `NAME-sw`, `NAME-r1..rN` (see scripts/testbed.sh).
+/// One testbed: `NAME-client`, `NAME-lb`, `NAME-sw`, `NAME-r1..rN`, plus `NAME-rt` when
+/// routed (see scripts/testbed.sh).
 pub struct Testbed {
     name: String,
     reals: usize,
     port: u16,
+    routed: bool,
     dir: PathBuf,
     next_sluice: AtomicUsize,
 }
 
 impl Testbed {
-    /// Brings up a testbed with `reals` real servers serving HTTP on port 8080.
+    /// Brings up the flat (NAT) testbed with `reals` real servers serving HTTP on port 8080:
+    /// the reals are on lb-lan's subnet at 192.168.10.(1+K) and route back through sluice.
     pub fn up(reals: usize) -> Testbed {
-        Testbed::up_with_port(reals, 8080)
+        Testbed::up_with(reals, 8080, false)
     }
 
     pub fn up_with_port(reals: usize, port: u16) -> Testbed {
+        Testbed::up_with(reals, port, false)
+    }
+
+    /// Brings up the routed (FULLNAT) testbed: the reals sit at 172.16.0.(1+K) behind a
+    /// router (`rt`, 192.168.10.254 on the lan bridge) that has no route to the client
+    /// network, so only traffic sourced from sluice's local addresses can be answered.
+    pub fn up_routed(reals: usize) -> Testbed {
+        Testbed::up_with(reals, 8080, true)
+    }
+
+    pub fn up_with(reals: usize, port: u16, routed: bool) -> Testbed {
         remove_stale_testbeds();
         let name = format!(
             "sl{}x{}",
@@ -138,16 +158,23 @@ impl Testbed {
             name,
             reals,
             port,
+            routed,
             next_sluice: AtomicUsize::new(0),
         };
-        let out = run(Command::new(script("testbed.sh")).args([
+        let reals_arg = reals.to_string();
+        let port_arg = port.to_string();
+        let mut args = vec![
             "up",
             &testbed.name,
             "--reals",
-            &reals.to_string(),
+            &reals_arg,
             "--port",
-            &port.to_string(),
-        ]));
+            &port_arg,
+        ];
+        if routed {
+            args.push("--routed");
+        }
+        let out = run(Command::new(script("testbed.sh")).args(&args));
         if !out.status.success() {
             // `up` tears down after itself; dropping `testbed` makes sure.
             panic!(
@@ -170,7 +197,29 @@ impl Testbed {
         self.port
     }
 
-    /// The namespace of a role: client, lb, sw, r1..rN.
+    /// Whether this is the routed (FULLNAT) topology.
+    pub fn is_routed(&self) -> bool {
+        self.routed
+    }
+
+    /// Real server `k`'s address (1-based): 192.168.10.(1+k) flat, 172.16.0.(1+k) routed.
+    pub fn real_addr(&self, k: usize) -> String {
+        assert!((1..=self.reals).contains(&k), "no real server r{k}");
+        if self.routed {
+            format!("172.16.0.{}", 1 + k)
+        } else {
+            format!("192.168.10.{}", 1 + k)
+        }
+    }
+
+    /// Every real server as `("IP:PORT", weight)`, for a `[[service]]` block.
+    pub fn reals_at(&self, port: u16, weight: u32) -> Vec<(String, u32)> {
+        (1..=self.reals)
+            .map(|k| (format!("{}:{port}", self.real_addr(k)), weight))
+            .collect()
+    }
+
+    /// The namespace of a role: client, lb, sw, rt (routed), r1..rN.
     pub fn netns(&self, role: &str) -> String {
         format!("{}-{}", self.name, role)
     }
@@ -248,6 +297,212 @@ impl Testbed {
         }
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
+
+    /// Starts `args` inside the namespace of `role` without waiting; stdout is piped,
+    /// stderr goes to a file in the state dir (returned). The caller waits for the child.
+    pub fn spawn(&self, role: &str, args: &[&str], stderr_name: &str) -> (Child, PathBuf) {
+        assert!(!args.is_empty(), "spawn: no command");
+        let stderr_path = self.dir.join(stderr_name);
+        let stderr = fs::File::create(&stderr_path)
+            .unwrap_or_else(|e| panic!("create {stderr_path:?}: {e}"));
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.netns(role)])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr);
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+        (child, stderr_path)
+    }
+
+    /// Writes `size` random bytes to the reals' data dir as `name`, downloads
+    /// `http://VIP[:port]/name` (`url`) from the client and asserts the copy is whole and
+    /// identical (sha256). Returns how long the download took.
+    pub fn assert_download_intact(&self, name: &str, url: &str, size: u64) -> Duration {
+        let blob = self.data_dir().join(name);
+        {
+            let mut random = fs::File::open("/dev/urandom").expect("open /dev/urandom");
+            let mut file = fs::File::create(&blob).expect("create blob");
+            let copied =
+                std::io::copy(&mut Read::take(&mut random, size), &mut file).expect("write blob");
+            assert_eq!(copied, size);
+        }
+        let download = self.dir.join(format!("{name}.download"));
+        let started = Instant::now();
+        let out = self.curl(&[
+            "-f",
+            "-m",
+            "50",
+            "-o",
+            download.to_str().expect("utf-8 path"),
+            url,
+        ]);
+        let elapsed = started.elapsed();
+        assert!(
+            out.status.success(),
+            "curl of the {size}-byte file {url} failed after {:.1} s ({}): {}",
+            elapsed.as_secs_f64(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let got = fs::metadata(&download).map(|m| m.len()).unwrap_or(0);
+        assert_eq!(got, size, "downloaded {got} bytes of {size} from {url}");
+        assert_eq!(
+            sha256_of(&download),
+            sha256_of(&blob),
+            "the {size}-byte file from {url} came through sluice corrupted"
+        );
+        let _ = fs::remove_file(&download);
+        eprintln!(
+            "{size} bytes through {url} in {:.2} s ({:.0} Mbit/s)",
+            elapsed.as_secs_f64(),
+            size as f64 * 8.0 / elapsed.as_secs_f64() / 1e6
+        );
+        elapsed
+    }
+
+    /// Runs scripts/concurrent.py in the client: `count` connections to `url` opened at
+    /// once, then one request on each. Does not assert; see [`Concurrent::assert_all_ok`].
+    pub fn concurrent(&self, count: usize, url: &str, timeout_s: u32) -> Concurrent {
+        let tool = script("concurrent.py");
+        let out = self.exec(
+            "client",
+            &[
+                "python3",
+                tool.to_str().expect("utf-8 path"),
+                &count.to_string(),
+                url,
+                "--timeout",
+                &timeout_s.to_string(),
+            ],
+        );
+        Concurrent::parse(count, url, &out)
+    }
+}
+
+/// Parses a `/whoami` body, `NAME client=IP:PORT`, into (NAME, IP).
+pub fn whoami(body: &str) -> (String, String) {
+    let (name, ip, _port) = whoami_full(body);
+    (name, ip)
+}
+
+/// Parses a `/whoami` body, `NAME client=IP:PORT`, into (NAME, IP, PORT).
+pub fn whoami_full(body: &str) -> (String, String, u16) {
+    let line = body.trim();
+    let (name, rest) = line
+        .split_once(' ')
+        .unwrap_or_else(|| panic!("not a whoami answer: {body:?}"));
+    let addr = rest
+        .strip_prefix("client=")
+        .unwrap_or_else(|| panic!("not a whoami answer: {body:?}"));
+    let (ip, port) = addr
+        .rsplit_once(':')
+        .unwrap_or_else(|| panic!("no client port in {body:?}"));
+    let port = port
+        .parse()
+        .unwrap_or_else(|_| panic!("bad client port in {body:?}"));
+    (name.to_string(), ip.to_string(), port)
+}
+
+pub fn sha256_of(path: &Path) -> String {
+    let out = Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("run sha256sum");
+    assert!(out.status.success(), "sha256sum {path:?} failed");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .expect("sha256sum output")
+        .to_string()
+}
+
+/// The result of one scripts/concurrent.py run.
+pub struct Concurrent {
+    pub count: usize,
+    pub url: String,
+    pub ok: usize,
+    pub failed: usize,
+    /// Answers per real server name (r1, r2, ...).
+    pub per_real: HashMap<String, usize>,
+    /// The client addresses the reals reported, with how many answers each.
+    pub per_client: HashMap<String, usize>,
+    pub elapsed_s: f64,
+    pub summary: String,
+    pub output: String,
+}
+
+impl Concurrent {
+    /// Reads concurrent.py's summary line (its last stdout line: `ok=N failed=M rK=..
+    /// client:IP=.. elapsed=S`); panics if there is none.
+    pub fn parse(count: usize, url: &str, out: &Output) -> Concurrent {
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let output = describe(&format!("concurrent.py {count} {url}"), out);
+        let summary = stdout
+            .lines()
+            .rev()
+            .find(|l| l.starts_with("ok="))
+            .unwrap_or_else(|| panic!("no summary line from concurrent.py\n{output}"))
+            .to_string();
+        let mut result = Concurrent {
+            count,
+            url: url.to_string(),
+            ok: 0,
+            failed: 0,
+            per_real: HashMap::new(),
+            per_client: HashMap::new(),
+            elapsed_s: 0.0,
+            summary: summary.clone(),
+            output,
+        };
+        for field in summary.split_whitespace() {
+            let Some((key, value)) = field.split_once('=') else {
+                panic!("bad field {field:?} in {summary:?}");
+            };
+            match key {
+                "ok" => result.ok = value.parse().expect("ok=N"),
+                "failed" => result.failed = value.parse().expect("failed=N"),
+                "elapsed" => result.elapsed_s = value.parse().expect("elapsed=S"),
+                _ => {
+                    let n: usize = value
+                        .parse()
+                        .unwrap_or_else(|_| panic!("bad count {field:?} in {summary:?}"));
+                    match key.strip_prefix("client:") {
+                        Some(ip) => result.per_client.insert(ip.to_string(), n),
+                        None => result.per_real.insert(key.to_string(), n),
+                    };
+                }
+            }
+        }
+        result
+    }
+
+    /// Asserts that every one of the `count` requests completed, and that the answers
+    /// named real servers (so the bodies were `/whoami` answers, not something else).
+    pub fn assert_all_ok(&self) {
+        assert!(
+            self.ok == self.count && self.failed == 0,
+            "{} of {} simultaneous connections to {} completed ({}):\n{}",
+            self.ok,
+            self.count,
+            self.url,
+            self.summary,
+            self.output
+        );
+        let named: usize = self.per_real.values().sum();
+        assert_eq!(
+            named,
+            self.count,
+            "{} answers did not name a real server: {}",
+            self.count - named,
+            self.summary
+        );
+    }
+
+    /// Answers from real `name` (r1, r2, ...).
+    pub fn real(&self, name: &str) -> usize {
+        self.per_real.get(name).copied().unwrap_or(0)
+    }
 }
 
 impl Drop for Testbed {
@@ -267,38 +522,181 @@ impl Drop for Testbed {
     }
 }
 
-/// The standard testbed config (lb-wan = port 0 with 10.10.0.1, lb-lan = port 1 with
-/// 192.168.10.1) followed by `services` ([[service]] blocks, verbatim).
-pub fn config(services: &str) -> String {
-    format!(
-        r#"[dpdk]
-eal = ["-l", "0-1", "--no-pci", "--no-huge", "-m", "512", "--no-shconf", "--vdev=net_af_packet0,iface=lb-wan", "--vdev=net_af_packet1,iface=lb-lan"]
-
-[[interface]]
-port = 0
-addrs = ["10.10.0.1/24"]
-
-[[interface]]
-port = 1
-addrs = ["192.168.10.1/24"]
-
-{services}
-"#
-    )
+/// A sluice configuration for a testbed: lb-wan = port 0 with 10.10.0.1/24, lb-lan =
+/// port 1 with 192.168.10.1/24, `workers` worker lcores (each port gets a queue pair per
+/// worker), and on the routed topology a route to the reals' subnet via the router.
+#[derive(Clone, Debug)]
+pub struct LbConfig {
+    workers: usize,
+    routed: bool,
+    local_port_range: Option<(u16, u16)>,
 }
 
-/// A NAT-mode `[[service]]` block on `vip` ("IP:PORT") over `reals` (("IP:PORT", weight)).
-pub fn service(vip: &str, proto: &str, scheduler: &str, reals: &[(&str, u32)]) -> String {
-    let mut s = format!(
-        "[[service]]\nvip = \"{vip}\"\nproto = \"{proto}\"\nmode = \"nat\"\nscheduler = \"{scheduler}\"\n"
-    );
+impl Default for LbConfig {
+    fn default() -> Self {
+        LbConfig::new()
+    }
+}
+
+impl LbConfig {
+    /// One worker, flat topology (what [`config`] renders).
+    pub fn new() -> LbConfig {
+        LbConfig {
+            workers: 1,
+            routed: false,
+            local_port_range: None,
+        }
+    }
+
+    /// For `testbed`'s topology: routed testbeds get the route to 172.16.0.0/24.
+    pub fn for_testbed(testbed: &Testbed) -> LbConfig {
+        LbConfig {
+            routed: testbed.is_routed(),
+            ..LbConfig::new()
+        }
+    }
+
+    /// Number of worker lcores (1 or more).
+    pub fn workers(mut self, workers: usize) -> LbConfig {
+        assert!(workers >= 1, "at least one worker");
+        self.workers = workers;
+        self
+    }
+
+    /// Adds `[[route]] 172.16.0.0/24 via 192.168.10.254` (the routed topology).
+    pub fn routed(mut self, routed: bool) -> LbConfig {
+        self.routed = routed;
+        self
+    }
+
+    /// `dataplane.local_port_range = [first, last]` (FULLNAT local ports).
+    pub fn local_port_range(mut self, first: u16, last: u16) -> LbConfig {
+        self.local_port_range = Some((first, last));
+        self
+    }
+
+    /// The `dpdk.eal` arguments. One worker: `-l 0-1`. N workers: `--lcores=0@0,1@0,2@1,..`
+    /// (main lcore 0 on CPU 0, where it mostly sleeps; worker lcore K on CPU (K-1) mod
+    /// CPUs) and `qpairs=N` on each af_packet vdev.
+    pub fn eal(&self) -> Vec<String> {
+        let mut eal: Vec<String> = Vec::new();
+        if self.workers == 1 {
+            eal.extend(["-l".to_string(), "0-1".to_string()]);
+        } else {
+            let cpus = thread::available_parallelism().map_or(1, |n| n.get());
+            let mut lcores = String::from("--lcores=0@0");
+            for k in 1..=self.workers {
+                lcores.push_str(&format!(",{k}@{}", (k - 1) % cpus));
+            }
+            eal.push(lcores);
+        }
+        eal.extend(
+            ["--no-pci", "--no-huge", "-m", "512", "--no-shconf"]
+                .iter()
+                .map(|s| s.to_string()),
+        );
+        let qpairs = if self.workers == 1 {
+            String::new()
+        } else {
+            format!(",qpairs={}", self.workers)
+        };
+        eal.push(format!("--vdev=net_af_packet0,iface=lb-wan{qpairs}"));
+        eal.push(format!("--vdev=net_af_packet1,iface=lb-lan{qpairs}"));
+        eal
+    }
+
+    /// The whole TOML, with `services` ([[service]] blocks, verbatim) at the end.
+    pub fn render(&self, services: &str) -> String {
+        let eal = self
+            .eal()
+            .iter()
+            .map(|a| format!("\"{a}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut toml = format!("[dpdk]\neal = [{eal}]\n\n");
+        if let Some((first, last)) = self.local_port_range {
+            toml.push_str(&format!(
+                "[dataplane]\nlocal_port_range = [{first}, {last}]\n\n"
+            ));
+        }
+        toml.push_str(
+            "[[interface]]\nport = 0\naddrs = [\"10.10.0.1/24\"]\n\n\
+             [[interface]]\nport = 1\naddrs = [\"192.168.10.1/24\"]\n\n",
+        );
+        if self.routed {
+            toml.push_str(&format!(
+                "[[route]]\nprefix = \"{ROUTED_REAL_NET}\"\nvia = \"{ROUTER_LAN_ADDR}\"\n\n"
+            ));
+        }
+        toml.push_str(services);
+        toml.push('\n');
+        toml
+    }
+}
+
+/// The standard testbed config (lb-wan = port 0 with 10.10.0.1, lb-lan = port 1 with
+/// 192.168.10.1, one worker) followed by `services` ([[service]] blocks, verbatim).
+pub fn config(services: &str) -> String {
+    LbConfig::new().render(services)
+}
+
+/// How a service forwards: IPVS NAT, or FULLNAT from the given local addresses.
+#[derive(Clone, Copy, Debug)]
+pub enum Mode<'a> {
+    Nat,
+    FullNat { laddrs: &'a [&'a str] },
+}
+
+/// A `[[service]]` block in `mode` on `vip` ("IP:PORT") over `reals` (("IP:PORT", weight)).
+pub fn service_in<R: AsRef<str>>(
+    mode: Mode,
+    vip: &str,
+    proto: &str,
+    scheduler: &str,
+    reals: &[(R, u32)],
+) -> String {
+    let mut s = format!("[[service]]\nvip = \"{vip}\"\nproto = \"{proto}\"\n");
+    match mode {
+        Mode::Nat => s.push_str("mode = \"nat\"\n"),
+        Mode::FullNat { laddrs } => {
+            let list = laddrs
+                .iter()
+                .map(|a| format!("\"{a}\""))
+                .collect::<Vec<_>>()
+                .join(", ");
+            s.push_str(&format!("mode = \"fullnat\"\nladdrs = [{list}]\n"));
+        }
+    }
+    s.push_str(&format!("scheduler = \"{scheduler}\"\n"));
     for (addr, weight) in reals {
         s.push_str(&format!(
-            "[[service.real]]\naddr = \"{addr}\"\nweight = {weight}\n"
+            "[[service.real]]\naddr = \"{}\"\nweight = {weight}\n",
+            addr.as_ref()
         ));
     }
     s.push('\n');
     s
+}
+
+/// A NAT-mode `[[service]]` block on `vip` ("IP:PORT") over `reals` (("IP:PORT", weight)).
+pub fn service<R: AsRef<str>>(
+    vip: &str,
+    proto: &str,
+    scheduler: &str,
+    reals: &[(R, u32)],
+) -> String {
+    service_in(Mode::Nat, vip, proto, scheduler, reals)
+}
+
+/// A FULLNAT `[[service]]` block from `laddrs` on `vip` over `reals`.
+pub fn fullnat_service<R: AsRef<str>>(
+    vip: &str,
+    proto: &str,
+    scheduler: &str,
+    laddrs: &[&str],
+    reals: &[(R, u32)],
+) -> String {
+    service_in(Mode::FullNat { laddrs }, vip, proto, scheduler, reals)
 }
 
 /// A running `sluice run --config FILE` inside the lb namespace.
@@ -536,6 +934,16 @@ impl Stopped {
         assert!(
             value >= min,
             "counter {name} = {value}, expected >= {min} ({why})\n{}",
+            self.dump()
+        );
+    }
+
+    /// Asserts counter `name` == `expected`; `why` says why it must be exactly that.
+    pub fn assert_exactly(&self, name: &str, expected: u64, why: &str) {
+        let value = self.counter(name);
+        assert!(
+            value == expected,
+            "counter {name} = {value}, expected exactly {expected} ({why})\n{}",
             self.dump()
         );
     }
