@@ -505,21 +505,7 @@ impl<P: PacketBuf> Pipeline<P> {
                 Err(reason) => return Verdict::Drop(reason),
             },
         };
-        let timeouts = &self.snap.timeouts;
-        let Some(s) = self.sessions.get_mut(id) else {
-            return Verdict::Drop(Counter::DropNoSession);
-        };
-        s.state = next_state(s.state, Direction::Inbound, l4.flags);
-        s.in_pkts += 1;
-        let expires = now + timeout_ms(timeouts, s.state);
-        // Inbound packets become the reverse of the reply key.
-        let (src, dst) = (
-            SocketAddrV4::new(s.outbound.dst, s.outbound.dport),
-            SocketAddrV4::new(s.outbound.src, s.outbound.sport),
-        );
-        self.sessions.set_expires(id, expires);
-        self.counters.inc(Counter::InPkts);
-        self.rewrite_and_route(frame, ip, l4.proto, src, dst)
+        self.translate(id, Direction::Inbound, frame, ip, l4, now)
     }
 
     fn new_session(&mut self, key: FlowKey, l4: &L4Info, now: u64) -> Result<u32, Counter> {
@@ -603,19 +589,42 @@ impl<P: PacketBuf> Pipeline<P> {
         let Some(id) = self.sessions.lookup_outbound(&key) else {
             return Verdict::Drop(Counter::DropNotServed);
         };
+        self.translate(id, Direction::Outbound, frame, ip, l4, now)
+    }
+
+    /// Moves session `id`'s state and timer on for a packet going `dir`,
+    /// then rewrites the packet: inbound packets become the reverse of the
+    /// reply key (toward the real server), replies the reverse of the
+    /// client's key (from the VIP to the client).
+    fn translate(
+        &mut self,
+        id: u32,
+        dir: Direction,
+        frame: &mut [u8],
+        ip: &Ipv4Info,
+        l4: &L4Info,
+        now: u64,
+    ) -> Verdict {
         let timeouts = &self.snap.timeouts;
         let Some(s) = self.sessions.get_mut(id) else {
             return Verdict::Drop(Counter::DropNotServed);
         };
-        s.state = next_state(s.state, Direction::Outbound, l4.flags);
-        s.out_pkts += 1;
+        s.state = next_state(s.state, dir, l4.flags);
+        let (toward, counter) = match dir {
+            Direction::Inbound => {
+                s.in_pkts += 1;
+                (s.outbound, Counter::InPkts)
+            }
+            Direction::Outbound => {
+                s.out_pkts += 1;
+                (s.inbound, Counter::OutPkts)
+            }
+        };
         let expires = now + timeout_ms(timeouts, s.state);
-        let (src, dst) = (
-            SocketAddrV4::new(s.inbound.dst, s.inbound.dport),
-            SocketAddrV4::new(s.inbound.src, s.inbound.sport),
-        );
         self.sessions.set_expires(id, expires);
-        self.counters.inc(Counter::OutPkts);
+        self.counters.inc(counter);
+        let src = SocketAddrV4::new(toward.dst, toward.dport);
+        let dst = SocketAddrV4::new(toward.src, toward.sport);
         self.rewrite_and_route(frame, ip, l4.proto, src, dst)
     }
 

@@ -118,7 +118,10 @@ impl Snapshot {
     /// Classifies a destination address.
     #[inline]
     pub fn destination(&self, addr: Ipv4Addr) -> Destination {
-        self.destinations.get(&addr).copied().unwrap_or(Destination::Foreign)
+        self.destinations
+            .get(&addr)
+            .copied()
+            .unwrap_or(Destination::Foreign)
     }
 
     /// Whether sluice answers ARP for `addr` on `port`: its own addresses
@@ -126,7 +129,10 @@ impl Snapshot {
     #[inline]
     pub fn answers_arp(&self, port: u16, addr: Ipv4Addr) -> bool {
         self.interface_addrs.get(&addr) == Some(&port)
-            || matches!(self.destination(addr), Destination::Vip | Destination::Laddr)
+            || matches!(
+                self.destination(addr),
+                Destination::Vip | Destination::Laddr
+            )
     }
 
     /// The ports to announce `addr` on (gratuitous ARP): those whose subnet
@@ -172,9 +178,14 @@ impl Snapshot {
 /// Our addresses and what they are. A VIP wins over a local address (the
 /// configuration refuses that overlap anyway), which wins over an interface
 /// address.
-fn destinations(config: &Config, interface_addrs: &HashMap<Ipv4Addr, u16>) -> HashMap<Ipv4Addr, Destination> {
-    let mut out: HashMap<Ipv4Addr, Destination> =
-        interface_addrs.keys().map(|&a| (a, Destination::Interface)).collect();
+fn destinations(
+    config: &Config,
+    interface_addrs: &HashMap<Ipv4Addr, u16>,
+) -> HashMap<Ipv4Addr, Destination> {
+    let mut out: HashMap<Ipv4Addr, Destination> = interface_addrs
+        .keys()
+        .map(|&a| (a, Destination::Interface))
+        .collect();
     for s in &config.services {
         for &l in &s.laddrs {
             out.insert(l, Destination::Laddr);
