@@ -6,6 +6,7 @@ use crate::control::config::{Config, StaticNeighbour};
 use crate::lb::service::{ServiceError, ServiceTable};
 use crate::lb::tcp_state::Timeouts;
 use crate::net::cidr::Ipv4Cidr;
+use crate::net::hash::FastInt;
 use crate::net::route::RouteTable;
 use crate::wire::EthernetAddress;
 use hashbrown::HashMap;
@@ -59,7 +60,7 @@ pub struct Snapshot {
     interface_addrs: HashMap<Ipv4Addr, u16>,
     /// What each of our addresses is (VIP, local, interface): one lookup
     /// per packet classifies its destination.
-    destinations: HashMap<Ipv4Addr, Destination>,
+    destinations: HashMap<u32, Destination, FastInt>,
 }
 
 impl Snapshot {
@@ -119,7 +120,7 @@ impl Snapshot {
     #[inline]
     pub fn destination(&self, addr: Ipv4Addr) -> Destination {
         self.destinations
-            .get(&addr)
+            .get(&u32::from(addr))
             .copied()
             .unwrap_or(Destination::Foreign)
     }
@@ -157,7 +158,7 @@ impl Snapshot {
             .destinations
             .iter()
             .filter(|(_, d)| matches!(d, Destination::Vip | Destination::Laddr))
-            .map(|(a, _)| *a)
+            .map(|(&a, _)| Ipv4Addr::from(a))
             .collect();
         out.sort();
         out
@@ -181,18 +182,18 @@ impl Snapshot {
 fn destinations(
     config: &Config,
     interface_addrs: &HashMap<Ipv4Addr, u16>,
-) -> HashMap<Ipv4Addr, Destination> {
-    let mut out: HashMap<Ipv4Addr, Destination> = interface_addrs
+) -> HashMap<u32, Destination, FastInt> {
+    let mut out: HashMap<u32, Destination, FastInt> = interface_addrs
         .keys()
-        .map(|&a| (a, Destination::Interface))
+        .map(|&a| (u32::from(a), Destination::Interface))
         .collect();
     for s in &config.services {
         for &l in &s.laddrs {
-            out.insert(l, Destination::Laddr);
+            out.insert(u32::from(l), Destination::Laddr);
         }
     }
     for s in &config.services {
-        out.insert(*s.vip.ip(), Destination::Vip);
+        out.insert(u32::from(*s.vip.ip()), Destination::Vip);
     }
     out
 }

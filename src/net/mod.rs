@@ -9,6 +9,7 @@
 //! per-packet calls allocate nothing, take no locks and never panic.
 
 pub mod cidr;
+pub mod hash;
 pub mod neighbour;
 pub mod route;
 

@@ -32,6 +32,7 @@ use std::net::Ipv4Addr;
 use arrayvec::ArrayVec;
 use hashbrown::HashMap;
 
+use super::hash::FastInt;
 use super::MacAddr;
 
 /// Packets queued per unresolved neighbour.
@@ -216,7 +217,7 @@ pub struct NeighbourTable<P> {
     /// Dense: deletion swaps the last entry into the hole.
     entries: Vec<Entry<P>>,
     /// Address (as u32) -> index into `entries`.
-    index: HashMap<u32, u32>,
+    index: HashMap<u32, u32, FastInt>,
     /// No entry needs `poll` before this time, so most polls return at once.
     next_deadline: u64,
 }
@@ -226,7 +227,10 @@ impl<P> NeighbourTable<P> {
         Self {
             config,
             entries: Vec::with_capacity(config.capacity),
-            index: HashMap::with_capacity(config.capacity.saturating_mul(2)),
+            index: HashMap::with_capacity_and_hasher(
+                config.capacity.saturating_mul(2),
+                FastInt::default(),
+            ),
             next_deadline: u64::MAX,
         }
     }

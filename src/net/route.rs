@@ -16,6 +16,7 @@ use std::net::Ipv4Addr;
 use hashbrown::HashMap;
 
 use super::cidr::{mask_bits, Ipv4Cidr};
+use super::hash::FastInt;
 
 /// Where to send a packet: out of `port`, to the link-layer address of
 /// `addr` (the gateway, or the destination itself on a connected network).
@@ -107,7 +108,7 @@ struct Hop {
 struct Level {
     prefix_len: u8,
     mask: u32,
-    hops: HashMap<u32, Hop>,
+    hops: HashMap<u32, Hop, FastInt>,
 }
 
 /// The routing table. Build it with `add_connected` (first) and `add_via`,
@@ -216,7 +217,7 @@ impl RouteTable {
                 let level = Level {
                     prefix_len: len,
                     mask: mask_bits(len),
-                    hops: HashMap::new(),
+                    hops: HashMap::default(),
                 };
                 self.levels.insert(pos, level);
                 pos
