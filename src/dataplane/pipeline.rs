@@ -23,6 +23,7 @@ use crate::wire::ethernet::ethertype;
 use crate::wire::icmpv4::{msg_type, Icmpv4Packet};
 use crate::wire::ipv4::protocol;
 use crate::wire::{checksum, EthernetAddress, EthernetFrame, Ipv4Packet, TcpPacket, UdpPacket};
+use arrayvec::ArrayVec;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
@@ -192,6 +193,59 @@ impl<P: PacketBuf> Pipeline<P> {
         self.handle(in_port, pkt, now, io, Source::Rx);
     }
 
+    /// Handles a burst received on `in_port`. Before processing, it works
+    /// out where each packet's session lives and prefetches it in two steps
+    /// (index bucket, then the session), so the cache misses of the whole
+    /// burst overlap instead of stalling one packet after another. This is
+    /// what keeps a million live sessions close to the speed of a thousand.
+    pub fn process_burst<const N: usize>(
+        &mut self,
+        in_port: u16,
+        pkts: &mut ArrayVec<P, N>,
+        now: u64,
+        io: &mut impl Io<P>,
+    ) {
+        let mut hints: ArrayVec<Option<(bool, FlowKey)>, N> = ArrayVec::new();
+        for p in pkts.iter() {
+            let hint = self.session_hint(p.data());
+            if let Some((inbound, key)) = &hint {
+                self.sessions.prefetch_bucket(*inbound, key);
+            }
+            hints.push(hint);
+        }
+        for (inbound, key) in hints.iter().flatten() {
+            self.sessions.prefetch_session(*inbound, key);
+        }
+        for p in pkts.drain(..) {
+            self.process(in_port, p, now, io);
+        }
+    }
+
+    /// A guess, without validation, of the session table entry a frame
+    /// will look up: (inbound?, key). Only a hint for prefetching; the
+    /// frame is parsed and checked properly when it is processed.
+    #[inline]
+    fn session_hint(&self, f: &[u8]) -> Option<(bool, FlowKey)> {
+        let ip = f.get(ETH_LEN..)?;
+        if f.get(12..14)? != [0x08, 0x00] || ip.len() < 20 {
+            return None;
+        }
+        let proto = Proto::from_ip_protocol(ip[9])?;
+        let l4 = ip.get(usize::from(ip[0] & 0x0f) * 4..)?.get(..4)?;
+        let key = FlowKey {
+            proto,
+            src: Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]),
+            sport: u16::from_be_bytes([l4[0], l4[1]]),
+            dst: Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]),
+            dport: u16::from_be_bytes([l4[2], l4[3]]),
+        };
+        match self.snap.destination(key.dst) {
+            Destination::Vip => Some((true, key)),
+            Destination::Laddr | Destination::Foreign => Some((false, key)),
+            Destination::Interface => None,
+        }
+    }
+
     /// Handles a frame another worker handed over (it was received on
     /// `in_port` and this worker owns its session).
     #[inline]
@@ -230,8 +284,7 @@ impl<P: PacketBuf> Pipeline<P> {
         });
 
         // Collect first: the events borrow the table, the sends need self.
-        let mut requests: arrayvec::ArrayVec<(Ipv4Addr, u16, Option<[u8; 6]>), 64> =
-            arrayvec::ArrayVec::new();
+        let mut requests: ArrayVec<(Ipv4Addr, u16, Option<[u8; 6]>), 64> = ArrayVec::new();
         let counters = &mut self.counters;
         self.neighbours.poll(now, |event| match event {
             NeighbourEvent::SendRequest {

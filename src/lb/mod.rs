@@ -14,6 +14,7 @@ use std::str::FromStr;
 
 pub mod icmp_error;
 pub mod laddr;
+pub mod mem;
 pub mod nat;
 pub mod scheduler;
 pub mod service;

@@ -34,6 +34,7 @@ use std::fmt;
 use std::hash::BuildHasher;
 use std::net::Ipv4Addr;
 
+use super::mem;
 use super::service::ServiceId;
 use super::tcp_state::TcpState;
 use super::Proto;
@@ -188,13 +189,13 @@ impl SessionTable {
     pub fn with_capacity(max_sessions: usize) -> SessionTable {
         let capacity = max_sessions.min(MAX_SESSIONS);
         let sentinels = WHEEL_SLOTS + 1;
-        let mut links = vec![
+        let mut links = mem::huge_vec(
             Link {
                 next: NIL,
-                prev: NIL
-            };
-            capacity + sentinels
-        ];
+                prev: NIL,
+            },
+            capacity + sentinels,
+        );
         // Free list: 0 -> 1 -> ... -> capacity - 1, so ids are handed out in
         // order from a fresh table.
         for (i, link) in links.iter_mut().take(capacity).enumerate() {
@@ -212,7 +213,7 @@ impl SessionTable {
             };
         }
         SessionTable {
-            slots: vec![Slot(None); capacity].into_boxed_slice(),
+            slots: mem::huge_vec(Slot(None), capacity).into_boxed_slice(),
             links: links.into_boxed_slice(),
             inbound: Index::new(capacity),
             outbound: Index::new(capacity),
@@ -242,6 +243,34 @@ impl SessionTable {
             + std::mem::size_of_val::<[Link]>(&self.links)
             + self.inbound.memory_bytes()
             + self.outbound.memory_bytes()
+    }
+
+    /// First half of a lookup ahead of time: brings the key's home bucket
+    /// toward the cache. Lets a burst's misses overlap.
+    #[inline]
+    pub fn prefetch_bucket(&self, inbound: bool, key: &FlowKey) {
+        let index = if inbound {
+            &self.inbound
+        } else {
+            &self.outbound
+        };
+        index.prefetch(self.hasher.tag(key));
+    }
+
+    /// Second half, once the bucket has had time to arrive: brings the
+    /// session its home bucket names (if the tag matches) toward the cache.
+    #[inline]
+    pub fn prefetch_session(&self, inbound: bool, key: &FlowKey) {
+        let index = if inbound {
+            &self.inbound
+        } else {
+            &self.outbound
+        };
+        if let Some(id) = index.home_guess(self.hasher.tag(key)) {
+            if let Some(slot) = self.slots.get(id as usize) {
+                mem::prefetch(slot);
+            }
+        }
     }
 
     /// The session a client packet with this 5-tuple belongs to.
@@ -531,7 +560,7 @@ struct Index {
 impl Index {
     fn new(capacity: usize) -> Index {
         Index {
-            buckets: vec![EMPTY; (2 * capacity).max(1)].into_boxed_slice(),
+            buckets: mem::huge_vec(EMPTY, (2 * capacity).max(1)).into_boxed_slice(),
         }
     }
 
@@ -541,6 +570,20 @@ impl Index {
 
     fn home(&self, tag: u32) -> usize {
         ((u64::from(tag) * self.buckets.len() as u64) >> 32) as usize
+    }
+
+    #[inline]
+    fn prefetch(&self, tag: u32) {
+        if let Some(b) = self.buckets.get(self.home(tag)) {
+            mem::prefetch(b);
+        }
+    }
+
+    /// The id in the home bucket if its tag matches (the usual hit).
+    #[inline]
+    fn home_guess(&self, tag: u32) -> Option<u32> {
+        let b = self.buckets.get(self.home(tag))?;
+        (b.tag == tag && b.id != NIL).then_some(b.id)
     }
 
     fn next(&self, i: usize) -> usize {
