@@ -1209,3 +1209,33 @@ fn icmp_errors_of_a_fullnat_session_reach_the_client() {
         (ip(LIP), ip(FAR_REAL), real, local)
     );
 }
+
+#[test]
+fn a_burst_is_processed_exactly_as_its_packets_one_by_one() {
+    let mut one = Lb::new(WRR_1_3).with_neighbours();
+    let mut burst = Lb::new(WRR_1_3).with_neighbours();
+    // New and established flows, a reply, and frames the hint cannot parse.
+    let mut frames: Vec<Vec<u8>> = (0..20)
+        .map(|i| client_tcp(30000 + i, 80, flags::SYN))
+        .collect();
+    frames.extend((0..8).map(|i| client_tcp(30000 + i, 80, flags::ACK)));
+    frames.push(vec![0u8; 10]);
+    frames.push(arp_frame(
+        operation::REQUEST,
+        CLIENT_MAC,
+        ip(CLIENT),
+        ip(VIP),
+    ));
+    frames.push(udp_frame((CLIENT, 5000), (VIP, 53), CLIENT_MAC, LB_WAN));
+    frames.push(client_tcp(30001, 81, flags::SYN));
+
+    let expected: Vec<_> = frames.iter().flat_map(|f| one.rx(0, f.clone())).collect();
+    let mut pkts: ArrayVec<Pkt, 32> = frames.into_iter().map(pkt).collect();
+    burst.p.process_burst(0, &mut pkts, 0, &mut burst.io);
+    assert!(pkts.is_empty());
+    assert_eq!(burst.io.take(), expected);
+    assert_eq!(
+        burst.p.counters().iter().collect::<Vec<_>>(),
+        one.p.counters().iter().collect::<Vec<_>>()
+    );
+}
