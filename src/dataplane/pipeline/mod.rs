@@ -1,0 +1,382 @@
+//! The per-packet pipeline: classify a frame, answer what is addressed to
+//! sluice (ARP, ICMP echo), translate what belongs to a virtual service,
+//! pick the next hop, drop the rest with a named reason.
+//!
+//! No DPDK in here: packets are any `PacketBuf` (an mbuf in production, a
+//! Vec in tests) and the outside world is an `Io`, so unit tests, fuzzers
+//! and benchmarks drive exactly the code that runs on the workers.
+
+mod arp;
+mod icmp;
+mod parse;
+mod translate;
+
+use super::counters::{Counter, Counters};
+use super::snapshot::{Destination, Snapshot};
+use crate::lb::icmp_error;
+use crate::lb::laddr::{self, LocalPool};
+use crate::lb::nat;
+use crate::lb::scheduler::Scheduler;
+use crate::lb::service::ForwardMode;
+use crate::lb::session::{ConnState, FlowKey, InsertError, Session, SessionTable};
+use crate::lb::tcp_state::{self, Direction, TcpFlags, TcpState};
+use crate::lb::Proto;
+use crate::net::neighbour::{Enqueue, NeighbourConfig, NeighbourEvent, NeighbourTable};
+use crate::net::route::NextHop;
+use crate::wire::arp::{operation, ArpPacket, ArpRepr};
+use crate::wire::ethernet::ethertype;
+use crate::wire::icmpv4::{msg_type, Icmpv4Packet};
+use crate::wire::ipv4::protocol;
+use crate::wire::{checksum, EthernetAddress, EthernetFrame, Ipv4Packet, TcpPacket, UdpPacket};
+use arrayvec::ArrayVec;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::Arc;
+
+use parse::{parse_ipv4, parse_l4};
+use translate::release_local;
+
+/// A packet buffer the pipeline can read and rewrite.
+pub trait PacketBuf {
+    fn data(&self) -> &[u8];
+    fn data_mut(&mut self) -> &mut [u8];
+    /// Sets the length of a fresh buffer; false if it does not fit.
+    fn set_len(&mut self, len: usize) -> bool;
+    /// Asks the NIC to compute the IPv4 header checksum and the TCP/UDP
+    /// checksum on transmit. The pipeline has zeroed the former and put the
+    /// pseudo-header sum in the latter, as DPDK's offload expects.
+    fn request_tx_checksums(&mut self, l3_len: usize, proto: Proto);
+}
+
+/// Where the pipeline's output goes.
+pub trait Io<P> {
+    /// Queues `pkt` for transmission on `port`.
+    fn send(&mut self, port: u16, pkt: P);
+    /// A new empty buffer for a packet sluice originates (ARP).
+    fn alloc(&mut self) -> Option<P>;
+    /// Hands `pkt`, received on `in_port`, to `worker`, the worker that
+    /// owns its session (through a lock-free ring).
+    fn handoff(&mut self, worker: u16, in_port: u16, pkt: P);
+}
+
+/// What to do with a frame once it has been looked at.
+enum Verdict {
+    /// Complete frame (L2 included): send on this port.
+    Transmit(u16),
+    /// Rewritten IPv4 packet: resolve the next hop's MAC, then send;
+    /// `offload` = (l3_len, proto) when the NIC computes the checksums.
+    Forward(NextHop, Option<(usize, Proto)>),
+    /// Another worker owns this packet's session.
+    Handoff(u16),
+    /// Fully handled (e.g. an ARP reply that was learned); free it.
+    Consumed,
+    Drop(Counter),
+}
+
+/// The parts of a validated IPv4 header the pipeline needs.
+#[derive(Clone, Copy)]
+struct Ipv4Info {
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    /// Offset of the L4 header within the frame, and end of the IP packet.
+    l4_start: usize,
+    l4_end: usize,
+}
+
+/// TCP/UDP ports and TCP flags of a validated L4 header.
+#[derive(Clone, Copy)]
+struct L4Info {
+    proto: Proto,
+    sport: u16,
+    dport: u16,
+    flags: TcpFlags,
+}
+
+/// Where a frame came from: a port's rx queue, or another worker's ring.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Rx,
+    Handoff,
+}
+
+/// Ethernet + ARP for IPv4, as sluice sends it (padded to the minimum frame).
+const ARP_FRAME_LEN: usize = 60;
+const ETH_LEN: usize = EthernetFrame::<&[u8]>::HEADER_LEN;
+/// TTL of packets sluice originates (echo replies).
+const DEFAULT_TTL: u8 = 64;
+/// Sessions reclaimed per `poll` at most, so a mass expiry cannot stall rx.
+const EXPIRE_BUDGET: usize = 4096;
+
+/// The worker that owns the sessions of a client (address, port). Both
+/// directions of a NAT session can compute it: inbound packets carry the
+/// client as source, replies as destination. FULLNAT replies are steered by
+/// their local port instead (`laddr::owner_of_port`).
+#[inline]
+pub fn client_owner(addr: Ipv4Addr, port: u16, workers: u16) -> u16 {
+    let x = (u32::from(addr) ^ (u32::from(port) << 16 | u32::from(port))).wrapping_mul(0x9e37_79b1);
+    ((u64::from(x) * u64::from(workers)) >> 32) as u16
+}
+
+/// One worker's pipeline: its sessions, neighbours, schedulers and local
+/// address pools, and the configuration snapshot it runs on.
+pub struct Pipeline<P> {
+    snap: Arc<Snapshot>,
+    /// This worker's index and the number of workers.
+    worker: u16,
+    workers: u16,
+    /// Per-service scheduler state, owned by this worker.
+    schedulers: Vec<Scheduler>,
+    /// Per-service FULLNAT local address pools (None for NAT services).
+    pools: Vec<Option<LocalPool>>,
+    sessions: SessionTable,
+    neighbours: NeighbourTable<P>,
+    counters: Counters,
+}
+
+impl<P: PacketBuf> Pipeline<P> {
+    /// The pipeline of worker `worker` out of `snap.workers`.
+    pub fn new(snap: Arc<Snapshot>, worker: u16) -> Self {
+        let workers = snap.workers;
+        let schedulers = snap
+            .services
+            .iter()
+            .map(|(_, s)| Scheduler::new(s.scheduler, &s.weights().collect::<Vec<_>>()))
+            .collect();
+        let pools = snap
+            .services
+            .iter()
+            .map(|(_, s)| {
+                (s.mode == ForwardMode::FullNat).then(|| {
+                    LocalPool::new(&s.laddrs, snap.local_port_range.clone(), worker, workers)
+                })
+            })
+            .collect();
+        let mut neighbours = NeighbourTable::new(NeighbourConfig {
+            capacity: snap.max_neighbours,
+            ..NeighbourConfig::default()
+        });
+        for n in &snap.neighbours {
+            // The snapshot validated ports; a full table only refuses extras.
+            let _ = neighbours.add_static(n.addr, n.mac.0, n.port);
+        }
+        Pipeline {
+            sessions: SessionTable::with_capacity(snap.max_sessions),
+            worker,
+            workers,
+            schedulers,
+            pools,
+            neighbours,
+            counters: Counters::default(),
+            snap,
+        }
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    pub fn counters_mut(&mut self) -> &mut Counters {
+        &mut self.counters
+    }
+
+    pub fn sessions(&self) -> &SessionTable {
+        &self.sessions
+    }
+
+    pub fn neighbours(&self) -> &NeighbourTable<P> {
+        &self.neighbours
+    }
+
+    /// Free (local address, port) pairs of service `service`'s pool.
+    pub fn laddr_available(&self, service: u32) -> Option<usize> {
+        self.pools
+            .get(service as usize)?
+            .as_ref()
+            .map(|p| p.available())
+    }
+
+    /// Handles one frame received on `in_port`.
+    #[inline]
+    pub fn process(&mut self, in_port: u16, pkt: P, now: u64, io: &mut impl Io<P>) {
+        self.counters.inc(Counter::RxPackets);
+        self.handle(in_port, pkt, now, io, Source::Rx);
+    }
+
+    /// Handles a burst received on `in_port`. Before processing, it works
+    /// out where each packet's session lives and prefetches it in two steps
+    /// (index bucket, then the session), so the cache misses of the whole
+    /// burst overlap instead of stalling one packet after another. This is
+    /// what keeps a million live sessions close to the speed of a thousand.
+    pub fn process_burst<const N: usize>(
+        &mut self,
+        in_port: u16,
+        pkts: &mut ArrayVec<P, N>,
+        now: u64,
+        io: &mut impl Io<P>,
+    ) {
+        let mut hints: ArrayVec<Option<(bool, FlowKey)>, N> = ArrayVec::new();
+        for p in pkts.iter() {
+            let hint = self.session_hint(p.data());
+            if let Some((inbound, key)) = &hint {
+                self.sessions.prefetch_bucket(*inbound, key);
+            }
+            hints.push(hint);
+        }
+        for (inbound, key) in hints.iter().flatten() {
+            self.sessions.prefetch_session(*inbound, key);
+        }
+        for p in pkts.drain(..) {
+            self.process(in_port, p, now, io);
+        }
+    }
+
+    /// Handles a frame another worker handed over (it was received on
+    /// `in_port` and this worker owns its session).
+    #[inline]
+    pub fn process_handoff(&mut self, in_port: u16, pkt: P, now: u64, io: &mut impl Io<P>) {
+        self.handle(in_port, pkt, now, io, Source::Handoff);
+    }
+
+    #[inline]
+    fn handle(&mut self, in_port: u16, mut pkt: P, now: u64, io: &mut impl Io<P>, source: Source) {
+        match self.classify(in_port, pkt.data_mut(), now, io, source) {
+            Verdict::Transmit(port) => io.send(port, pkt),
+            Verdict::Forward(nh, offload) => {
+                if let Some((l3_len, proto)) = offload {
+                    pkt.request_tx_checksums(l3_len, proto);
+                }
+                self.forward(nh, pkt, now, io)
+            }
+            Verdict::Handoff(worker) => {
+                self.counters.inc(Counter::SteerHandoffs);
+                io.handoff(worker, in_port, pkt);
+            }
+            Verdict::Consumed => {}
+            Verdict::Drop(reason) => self.counters.inc(reason),
+        }
+    }
+
+    /// Timers, called every few milliseconds (never per packet): session
+    /// expiry (returning FULLNAT local ports to their pool) and ARP
+    /// retransmission/aging.
+    pub fn poll(&mut self, now: u64, io: &mut impl Io<P>) {
+        let counters = &mut self.counters;
+        let pools = &mut self.pools;
+        self.sessions.expire(now, EXPIRE_BUDGET, |s| {
+            counters.inc(Counter::SessionsExpired);
+            release_local(pools, s);
+        });
+
+        // Collect first: the events borrow the table, the sends need self.
+        let mut requests: ArrayVec<(Ipv4Addr, u16, Option<[u8; 6]>), 64> = ArrayVec::new();
+        let counters = &mut self.counters;
+        self.neighbours.poll(now, |event| match event {
+            NeighbourEvent::SendRequest {
+                ip,
+                port,
+                target_mac,
+            } => {
+                // Past 64 in one poll, the rest are retried on the next one.
+                let _ = requests.try_push((ip, port, target_mac));
+            }
+            NeighbourEvent::Unresolved(pkt) => {
+                drop(pkt);
+                counters.inc(Counter::DropNeighbourUnresolved);
+            }
+        });
+        for (ip, port, mac) in requests {
+            self.send_arp_request(port, ip, mac.map(EthernetAddress), io);
+        }
+    }
+
+    fn classify(
+        &mut self,
+        in_port: u16,
+        frame: &mut [u8],
+        now: u64,
+        io: &mut impl Io<P>,
+        source: Source,
+    ) -> Verdict {
+        let Some(port) = self.snap.ports.get(in_port as usize) else {
+            return Verdict::Drop(Counter::DropNotForUs);
+        };
+        let port_mac = port.mac;
+        let Ok(eth) = EthernetFrame::new_checked(&*frame) else {
+            return Verdict::Drop(Counter::DropMalformedEth);
+        };
+        let (src_mac, dst_mac, ethertype) = (eth.src_addr(), eth.dst_addr(), eth.ethertype());
+        if src_mac == port_mac {
+            return Verdict::Drop(Counter::DropOwnFrame);
+        }
+        if dst_mac != port_mac && !dst_mac.is_broadcast() {
+            return Verdict::Drop(Counter::DropNotForUs);
+        }
+        match ethertype {
+            ethertype::IPV4 => self.ipv4(in_port, frame, now, source),
+            ethertype::ARP => self.arp(in_port, frame, now, io, source),
+            _ => Verdict::Drop(Counter::DropUnknownEthertype),
+        }
+    }
+
+    fn ipv4(&mut self, in_port: u16, frame: &mut [u8], now: u64, source: Source) -> Verdict {
+        let info = match parse_ipv4(frame) {
+            Ok(info) => info,
+            Err(reason) => return Verdict::Drop(reason),
+        };
+        let proto = frame[ETH_LEN + 9];
+        let dest = self.snap.destination(info.dst);
+        match proto {
+            protocol::TCP | protocol::UDP => {
+                let l4 = match parse_l4(frame, &info, proto) {
+                    Ok(l4) => l4,
+                    Err(reason) => return Verdict::Drop(reason),
+                };
+                if self.workers > 1 {
+                    let owner = match dest {
+                        Destination::Laddr => laddr::owner_of_port(l4.dport, self.workers),
+                        Destination::Vip | Destination::Interface => {
+                            client_owner(info.src, l4.sport, self.workers)
+                        }
+                        Destination::Foreign => client_owner(info.dst, l4.dport, self.workers),
+                    };
+                    if let Some(v) = self.steer(owner, source) {
+                        return v;
+                    }
+                }
+                match dest {
+                    Destination::Vip => self.inbound(frame, &info, &l4, now),
+                    Destination::Laddr | Destination::Foreign => {
+                        self.outbound(frame, &info, &l4, now)
+                    }
+                    Destination::Interface => Verdict::Drop(Counter::DropNoService),
+                }
+            }
+            protocol::ICMP => self.icmp(in_port, frame, &info, dest, source),
+            _ if dest == Destination::Foreign => Verdict::Drop(Counter::DropNotServed),
+            _ => Verdict::Drop(Counter::DropUnsupportedL4),
+        }
+    }
+
+    /// None when this worker owns the packet; otherwise where it goes.
+    #[inline]
+    fn steer(&self, owner: u16, source: Source) -> Option<Verdict> {
+        if owner == self.worker {
+            None
+        } else if source == Source::Handoff {
+            // Handed over by a worker that computed a different owner: a
+            // steering bug, never a packet to process here.
+            Some(Verdict::Drop(Counter::SteerMisses))
+        } else {
+            Some(Verdict::Handoff(owner))
+        }
+    }
+}
+
+#[inline]
+fn write_l2(frame: &mut [u8], src: EthernetAddress, dst: EthernetAddress) {
+    let mut eth = EthernetFrame::new_unchecked(frame);
+    eth.set_src_addr(src);
+    eth.set_dst_addr(dst);
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,77 @@
+//! Validating parsers for the headers the pipeline reads, and the
+//! unvalidated guess used to prefetch a burst's sessions.
+
+use super::*;
+
+/// Validates the IPv4 header (lengths, checksum, no fragments).
+#[inline]
+pub(super) fn parse_ipv4(frame: &[u8]) -> Result<Ipv4Info, Counter> {
+    let ip = Ipv4Packet::new_checked(&frame[ETH_LEN..]).map_err(|_| Counter::DropMalformedIpv4)?;
+    if !ip.verify_checksum() {
+        return Err(Counter::DropBadIpv4Checksum);
+    }
+    if ip.is_fragment() {
+        return Err(Counter::DropFragment);
+    }
+    Ok(Ipv4Info {
+        src: ip.src_addr(),
+        dst: ip.dst_addr(),
+        l4_start: ETH_LEN + ip.header_len(),
+        l4_end: ETH_LEN + ip.total_len() as usize,
+    })
+}
+
+/// Validates the TCP/UDP header and reads its ports (and TCP flags).
+#[inline]
+pub(super) fn parse_l4(frame: &[u8], ip: &Ipv4Info, proto: u8) -> Result<L4Info, Counter> {
+    let l4 = &frame[ip.l4_start..ip.l4_end];
+    if proto == protocol::TCP {
+        let tcp = TcpPacket::new_checked(l4).map_err(|_| Counter::DropMalformedL4)?;
+        Ok(L4Info {
+            proto: Proto::Tcp,
+            sport: tcp.src_port(),
+            dport: tcp.dst_port(),
+            flags: TcpFlags {
+                syn: tcp.syn(),
+                ack: tcp.ack(),
+                fin: tcp.fin(),
+                rst: tcp.rst(),
+            },
+        })
+    } else {
+        let udp = UdpPacket::new_checked(l4).map_err(|_| Counter::DropMalformedL4)?;
+        Ok(L4Info {
+            proto: Proto::Udp,
+            sport: udp.src_port(),
+            dport: udp.dst_port(),
+            flags: TcpFlags::default(),
+        })
+    }
+}
+
+impl<P: PacketBuf> Pipeline<P> {
+    /// A guess, without validation, of the session table entry a frame
+    /// will look up: (inbound?, key). Only a hint for prefetching; the
+    /// frame is parsed and checked properly when it is processed.
+    #[inline]
+    pub(super) fn session_hint(&self, f: &[u8]) -> Option<(bool, FlowKey)> {
+        let ip = f.get(ETH_LEN..)?;
+        if f.get(12..14)? != [0x08, 0x00] || ip.len() < 20 {
+            return None;
+        }
+        let proto = Proto::from_ip_protocol(ip[9])?;
+        let l4 = ip.get(usize::from(ip[0] & 0x0f) * 4..)?.get(..4)?;
+        let key = FlowKey {
+            proto,
+            src: Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]),
+            sport: u16::from_be_bytes([l4[0], l4[1]]),
+            dst: Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]),
+            dport: u16::from_be_bytes([l4[2], l4[3]]),
+        };
+        match self.snap.destination(key.dst) {
+            Destination::Vip => Some((true, key)),
+            Destination::Laddr | Destination::Foreign => Some((false, key)),
+            Destination::Interface => None,
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! Sessions and translation: finding or creating the session of a TCP/UDP
+//! packet, moving its state on, rewriting the packet (NAT or FULLNAT) and
+//! sending it to its next hop.
+
+use super::*;
+
+impl<P: PacketBuf> Pipeline<P> {
+    /// Client -> VIP: find or create the session, translate toward the real
+    /// server (DNAT; FULLNAT also SNATs to a local address).
+    pub(super) fn inbound(
+        &mut self,
+        frame: &mut [u8],
+        ip: &Ipv4Info,
+        l4: &L4Info,
+        now: u64,
+    ) -> Verdict {
+        let key = FlowKey {
+            proto: l4.proto,
+            src: ip.src,
+            sport: l4.sport,
+            dst: ip.dst,
+            dport: l4.dport,
+        };
+        let id = match self.sessions.lookup_inbound(&key) {
+            Some(id) => id,
+            None => match self.new_session(key, l4, now) {
+                Ok(id) => id,
+                Err(reason) => return Verdict::Drop(reason),
+            },
+        };
+        self.translate(id, Direction::Inbound, frame, ip, l4, now)
+    }
+
+    pub(super) fn new_session(
+        &mut self,
+        key: FlowKey,
+        l4: &L4Info,
+        now: u64,
+    ) -> Result<u32, Counter> {
+        let Some(svc_id) = self
+            .snap
+            .services
+            .find(key.proto, SocketAddrV4::new(key.dst, key.dport))
+        else {
+            return Err(Counter::DropNoService);
+        };
+        // IPVS creates TCP sessions only on a SYN: anything else for an
+        // unknown connection is stale or forged.
+        if l4.proto == Proto::Tcp && !(l4.flags.syn && !l4.flags.ack && !l4.flags.rst) {
+            return Err(Counter::DropNoSession);
+        }
+        let Some(real_idx) = self.schedulers[svc_id as usize].pick() else {
+            return Err(Counter::DropNoRealServer);
+        };
+        let Some(real) = self
+            .snap
+            .services
+            .get(svc_id)
+            .and_then(|s| s.reals.get(real_idx))
+        else {
+            return Err(Counter::DropNoRealServer);
+        };
+        let real = real.addr;
+        // NAT: the real server answers the client itself (through us).
+        // FULLNAT: it answers a local address and port from this worker's
+        // pool, whose port tells which worker owns the session.
+        let local = match self.pools.get_mut(svc_id as usize) {
+            Some(Some(pool)) => pool.alloc(real).ok_or(Counter::DropLaddrExhausted)?,
+            _ => SocketAddrV4::new(key.src, key.sport),
+        };
+        let state = match l4.proto {
+            Proto::Tcp => ConnState::Tcp(TcpState::None),
+            Proto::Udp => ConnState::Udp,
+        };
+        let session = Session {
+            inbound: key,
+            outbound: FlowKey {
+                proto: key.proto,
+                src: *real.ip(),
+                sport: real.port(),
+                dst: *local.ip(),
+                dport: local.port(),
+            },
+            service: svc_id,
+            real: real_idx as u32,
+            state,
+            expires: now,
+            in_pkts: 0,
+            out_pkts: 0,
+        };
+        match self.sessions.insert(session) {
+            Ok(id) => {
+                self.counters.inc(Counter::Conns);
+                Ok(id)
+            }
+            Err(e) => {
+                release_local(&mut self.pools, &session);
+                Err(match e {
+                    InsertError::Full => Counter::DropSessionTableFull,
+                    InsertError::Exists => Counter::DropSessionConflict,
+                })
+            }
+        }
+    }
+
+    /// Real server -> client (NAT) or -> local address (FULLNAT): translate
+    /// back to VIP -> client. Without a session the packet is not ours to
+    /// forward.
+    pub(super) fn outbound(
+        &mut self,
+        frame: &mut [u8],
+        ip: &Ipv4Info,
+        l4: &L4Info,
+        now: u64,
+    ) -> Verdict {
+        let key = FlowKey {
+            proto: l4.proto,
+            src: ip.src,
+            sport: l4.sport,
+            dst: ip.dst,
+            dport: l4.dport,
+        };
+        let Some(id) = self.sessions.lookup_outbound(&key) else {
+            return Verdict::Drop(Counter::DropNotServed);
+        };
+        self.translate(id, Direction::Outbound, frame, ip, l4, now)
+    }
+
+    /// Moves session `id`'s state and timer on for a packet going `dir`,
+    /// then rewrites the packet: inbound packets become the reverse of the
+    /// reply key (toward the real server), replies the reverse of the
+    /// client's key (from the VIP to the client).
+    pub(super) fn translate(
+        &mut self,
+        id: u32,
+        dir: Direction,
+        frame: &mut [u8],
+        ip: &Ipv4Info,
+        l4: &L4Info,
+        now: u64,
+    ) -> Verdict {
+        let timeouts = &self.snap.timeouts;
+        let Some(s) = self.sessions.get_mut(id) else {
+            return Verdict::Drop(Counter::DropNotServed);
+        };
+        s.state = next_state(s.state, dir, l4.flags);
+        let (toward, counter) = match dir {
+            Direction::Inbound => {
+                s.in_pkts += 1;
+                (s.outbound, Counter::InPkts)
+            }
+            Direction::Outbound => {
+                s.out_pkts += 1;
+                (s.inbound, Counter::OutPkts)
+            }
+        };
+        let expires = now + timeout_ms(timeouts, s.state);
+        self.sessions.set_expires(id, expires);
+        self.counters.inc(counter);
+        let src = SocketAddrV4::new(toward.dst, toward.dport);
+        let dst = SocketAddrV4::new(toward.src, toward.sport);
+        self.rewrite_and_route(frame, ip, l4.proto, src, dst)
+    }
+
+    pub(super) fn rewrite_and_route(
+        &mut self,
+        frame: &mut [u8],
+        ip: &Ipv4Info,
+        proto: Proto,
+        src: SocketAddrV4,
+        dst: SocketAddrV4,
+    ) -> Verdict {
+        let Some(nh) = self.snap.routes.lookup(*dst.ip()) else {
+            return Verdict::Drop(Counter::DropNoRoute);
+        };
+        let packet = &mut frame[ETH_LEN..ip.l4_end];
+        if !nat::decrement_ttl(packet) {
+            return Verdict::Drop(Counter::DropTtlExceeded);
+        }
+        let l3_len = ip.l4_start - ETH_LEN;
+        if self.snap.ports[nh.port as usize].tx_checksum_offload {
+            nat::translate_for_offload(packet, l3_len, proto, src, dst);
+            Verdict::Forward(nh, Some((l3_len, proto)))
+        } else {
+            nat::translate(packet, l3_len, proto, src, dst);
+            Verdict::Forward(nh, None)
+        }
+    }
+
+    /// Sends a routed packet once the next hop's MAC is known; queues it
+    /// (bounded) behind an ARP request otherwise.
+    pub(super) fn forward(&mut self, nh: NextHop, mut pkt: P, now: u64, io: &mut impl Io<P>) {
+        let port_mac = self.snap.ports[nh.port as usize].mac;
+        if let Some(mac) = self.neighbours.lookup(nh.addr, now) {
+            write_l2(pkt.data_mut(), port_mac, EthernetAddress(mac));
+            io.send(nh.port, pkt);
+            return;
+        }
+        match self.neighbours.enqueue(nh.addr, nh.port, pkt, now) {
+            Enqueue::Queued { send_request } => {
+                if send_request {
+                    self.send_arp_request(nh.port, nh.addr, None, io);
+                }
+            }
+            Enqueue::QueueFull(pkt) => {
+                drop(pkt);
+                self.counters.inc(Counter::DropNeighbourQueueFull);
+            }
+            Enqueue::TableFull(pkt) => {
+                drop(pkt);
+                self.counters.inc(Counter::DropNeighbourTableFull);
+            }
+        }
+    }
+}
+
+/// Returns a FULLNAT session's local address and port to its pool.
+pub(super) fn release_local(pools: &mut [Option<LocalPool>], s: &Session) {
+    if let Some(Some(pool)) = pools.get_mut(s.service as usize) {
+        pool.free(
+            SocketAddrV4::new(s.outbound.dst, s.outbound.dport),
+            SocketAddrV4::new(s.outbound.src, s.outbound.sport),
+        );
+    }
+}
+
+#[inline]
+fn next_state(state: ConnState, dir: Direction, flags: TcpFlags) -> ConnState {
+    match state {
+        ConnState::Tcp(s) => ConnState::Tcp(tcp_state::transition(s, dir, flags)),
+        ConnState::Udp => ConnState::Udp,
+    }
+}
+
+#[inline]
+fn timeout_ms(t: &tcp_state::Timeouts, state: ConnState) -> u64 {
+    let secs = match state {
+        ConnState::Tcp(s) => t.tcp(s),
+        ConnState::Udp => t.udp,
+    };
+    secs as u64 * 1000
+}
