@@ -32,7 +32,7 @@ use arrayvec::ArrayVec;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
-use parse::{parse_ipv4, parse_l4};
+use parse::{flow_key, parse_ipv4, parse_l4};
 use translate::release_local;
 
 /// A packet buffer the pipeline can read and rewrite.

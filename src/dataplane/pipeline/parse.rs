@@ -3,6 +3,18 @@
 
 use super::*;
 
+/// The 5-tuple of a validated TCP/UDP packet, as it is on the wire.
+#[inline]
+pub(super) fn flow_key(ip: &Ipv4Info, l4: &L4Info) -> FlowKey {
+    FlowKey {
+        proto: l4.proto,
+        src: ip.src,
+        sport: l4.sport,
+        dst: ip.dst,
+        dport: l4.dport,
+    }
+}
+
 /// Validates the IPv4 header (lengths, checksum, no fragments).
 #[inline]
 pub(super) fn parse_ipv4(frame: &[u8]) -> Result<Ipv4Info, Counter> {

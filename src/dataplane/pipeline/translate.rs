@@ -14,13 +14,7 @@ impl<P: PacketBuf> Pipeline<P> {
         l4: &L4Info,
         now: u64,
     ) -> Verdict {
-        let key = FlowKey {
-            proto: l4.proto,
-            src: ip.src,
-            sport: l4.sport,
-            dst: ip.dst,
-            dport: l4.dport,
-        };
+        let key = flow_key(ip, l4);
         let id = match self.sessions.lookup_inbound(&key) {
             Some(id) => id,
             None => match self.new_session(key, l4, now) {
@@ -113,13 +107,7 @@ impl<P: PacketBuf> Pipeline<P> {
         l4: &L4Info,
         now: u64,
     ) -> Verdict {
-        let key = FlowKey {
-            proto: l4.proto,
-            src: ip.src,
-            sport: l4.sport,
-            dst: ip.dst,
-            dport: l4.dport,
-        };
+        let key = flow_key(ip, l4);
         let Some(id) = self.sessions.lookup_outbound(&key) else {
             return Verdict::Drop(Counter::DropNotServed);
         };
