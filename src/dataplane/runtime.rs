@@ -180,10 +180,8 @@ pub fn run(
     if panicked {
         return Err("a worker lcore panicked".into());
     }
+    // Order matters: rings and ports give their mbufs back to the pool.
     drop(rings);
-    for p in &ports {
-        p.stop();
-    }
     drop(ports);
     drop(pool);
     drop(eal);

@@ -227,12 +227,19 @@ impl Port {
             speed_mbps: link.link_speed,
         }
     }
+}
 
-    /// Stops the port (at shutdown, after the workers are joined).
-    pub fn stop(&self) {
-        // SAFETY: valid port; no lcore polls it any more.
+impl Drop for Port {
+    /// Stops and closes the port. Closing hands every mbuf the driver still
+    /// holds back to its pool, so ports must go before their pool (and
+    /// before EAL cleans up): some drivers, net_pcap's replay buffer among
+    /// them, would otherwise free into a dead pool.
+    fn drop(&mut self) {
+        // SAFETY: valid port; dropped after the workers are joined, so no
+        // lcore polls it any more.
         unsafe {
             sys::rte_eth_dev_stop(self.id);
+            sys::rte_eth_dev_close(self.id);
         }
     }
 }

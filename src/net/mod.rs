@@ -11,6 +11,7 @@
 pub mod cidr;
 pub mod hash;
 pub mod neighbour;
+pub mod nexthop_cache;
 pub mod route;
 
 pub use cidr::{CidrError, Ipv4Cidr};

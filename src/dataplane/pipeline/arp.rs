@@ -52,6 +52,8 @@ impl<P: PacketBuf> Pipeline<P> {
         // Learn the sender, creating an entry only when it talks to us (as
         // Linux does), so a chatty LAN cannot fill the table.
         if !req.sender_ip.is_unspecified() && req.sender_hw.is_unicast() {
+            // A neighbour may have moved: forget cached decisions.
+            self.nexthops.invalidate();
             let released =
                 self.neighbours
                     .learn(req.sender_ip, req.sender_hw.0, in_port, now, ours);

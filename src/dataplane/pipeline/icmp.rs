@@ -9,6 +9,7 @@ impl<P: PacketBuf> Pipeline<P> {
         frame: &mut [u8],
         ip: &Ipv4Info,
         dest: Destination,
+        now: u64,
         source: Source,
     ) -> Verdict {
         let Ok(icmp) = Icmpv4Packet::new_checked(&frame[ip.l4_start..ip.l4_end]) else {
@@ -19,7 +20,7 @@ impl<P: PacketBuf> Pipeline<P> {
                 self.echo_reply(in_port, frame, ip)
             }
             msg_type::DST_UNREACHABLE | msg_type::TIME_EXCEEDED => {
-                self.icmp_error(frame, ip, source)
+                self.icmp_error(frame, ip, now, source)
             }
             _ if dest == Destination::Foreign => Verdict::Drop(Counter::DropNotServed),
             _ => Verdict::Drop(Counter::DropIcmpUnhandled),
@@ -60,6 +61,7 @@ impl<P: PacketBuf> Pipeline<P> {
         &mut self,
         frame: &mut [u8],
         ip: &Ipv4Info,
+        now: u64,
         source: Source,
     ) -> Verdict {
         let Some(q) = icmp_error::quoted_flow(&frame[ip.l4_start..ip.l4_end]) else {
@@ -118,8 +120,9 @@ impl<P: PacketBuf> Pipeline<P> {
             } else {
                 return Verdict::Drop(Counter::DropIcmpUnhandled);
             };
-        let Some(nh) = self.snap.routes.lookup(outer_dst) else {
-            return Verdict::Drop(Counter::DropNoRoute);
+        let route = match self.resolve(outer_dst, now) {
+            Ok(route) => route,
+            Err(reason) => return Verdict::Drop(reason),
         };
         let packet = &mut frame[ETH_LEN..ip.l4_end];
         if !nat::decrement_ttl(packet) {
@@ -136,6 +139,6 @@ impl<P: PacketBuf> Pipeline<P> {
             return Verdict::Drop(Counter::DropIcmpUnhandled);
         }
         self.counters.inc(Counter::IcmpErrorsTranslated);
-        Verdict::Forward(nh, None)
+        Verdict::Forward(route, None)
     }
 }

@@ -22,7 +22,8 @@ use crate::lb::session::{ConnState, FlowKey, InsertError, Session, SessionTable}
 use crate::lb::tcp_state::{self, Direction, TcpFlags, TcpState};
 use crate::lb::Proto;
 use crate::net::neighbour::{Enqueue, NeighbourConfig, NeighbourEvent, NeighbourTable};
-use crate::net::route::NextHop;
+use crate::net::nexthop_cache::{NextHopCache, Resolved};
+use crate::net::MacAddr;
 use crate::wire::arp::{operation, ArpPacket, ArpRepr};
 use crate::wire::ethernet::ethertype;
 use crate::wire::icmpv4::{msg_type, Icmpv4Packet};
@@ -62,14 +63,24 @@ pub trait Io<P> {
 enum Verdict {
     /// Complete frame (L2 included): send on this port.
     Transmit(u16),
-    /// Rewritten IPv4 packet: resolve the next hop's MAC, then send;
-    /// `offload` = (l3_len, proto) when the NIC computes the checksums.
-    Forward(NextHop, Option<(usize, Proto)>),
+    /// Rewritten IPv4 packet: send it along `Route` (after ARP if its MAC
+    /// is not known yet); `offload` = (l3_len, proto) when the NIC computes
+    /// the checksums.
+    Forward(Route, Option<(usize, Proto)>),
     /// Another worker owns this packet's session.
     Handoff(u16),
     /// Fully handled (e.g. an ARP reply that was learned); free it.
     Consumed,
     Drop(Counter),
+}
+
+/// Where a routed packet goes.
+#[derive(Clone, Copy)]
+struct Route {
+    port: u16,
+    next_hop: Ipv4Addr,
+    /// None while ARP has not resolved the next hop.
+    mac: Option<MacAddr>,
 }
 
 /// The parts of a validated IPv4 header the pipeline needs.
@@ -105,6 +116,9 @@ const ETH_LEN: usize = EthernetFrame::<&[u8]>::HEADER_LEN;
 const DEFAULT_TTL: u8 = 64;
 /// Sessions reclaimed per `poll` at most, so a mass expiry cannot stall rx.
 const EXPIRE_BUDGET: usize = 4096;
+/// Longest a cached forwarding decision is used before the route and
+/// neighbour tables are asked again.
+const NEXTHOP_CACHE_MS: u64 = 1000;
 
 /// The worker that owns the sessions of a client (address, port). Both
 /// directions of a NAT session can compute it: inbound packets carry the
@@ -129,6 +143,9 @@ pub struct Pipeline<P> {
     pools: Vec<Option<LocalPool>>,
     sessions: SessionTable,
     neighbours: NeighbourTable<P>,
+    /// Recent forwarding decisions; refreshed every `NEXTHOP_CACHE_MS`.
+    nexthops: NextHopCache,
+    nexthops_refreshed: u64,
     counters: Counters,
 }
 
@@ -165,6 +182,8 @@ impl<P: PacketBuf> Pipeline<P> {
             schedulers,
             pools,
             neighbours,
+            nexthops: NextHopCache::default(),
+            nexthops_refreshed: 0,
             counters: Counters::default(),
             snap,
         }
@@ -240,11 +259,11 @@ impl<P: PacketBuf> Pipeline<P> {
     fn handle(&mut self, in_port: u16, mut pkt: P, now: u64, io: &mut impl Io<P>, source: Source) {
         match self.classify(in_port, pkt.data_mut(), now, io, source) {
             Verdict::Transmit(port) => io.send(port, pkt),
-            Verdict::Forward(nh, offload) => {
+            Verdict::Forward(route, offload) => {
                 if let Some((l3_len, proto)) = offload {
                     pkt.request_tx_checksums(l3_len, proto);
                 }
-                self.forward(nh, pkt, now, io)
+                self.forward(route, pkt, now, io)
             }
             Verdict::Handoff(worker) => {
                 self.counters.inc(Counter::SteerHandoffs);
@@ -259,6 +278,10 @@ impl<P: PacketBuf> Pipeline<P> {
     /// expiry (returning FULLNAT local ports to their pool) and ARP
     /// retransmission/aging.
     pub fn poll(&mut self, now: u64, io: &mut impl Io<P>) {
+        if now.saturating_sub(self.nexthops_refreshed) >= NEXTHOP_CACHE_MS {
+            self.nexthops.invalidate();
+            self.nexthops_refreshed = now;
+        }
         let counters = &mut self.counters;
         let pools = &mut self.pools;
         self.sessions.expire(now, EXPIRE_BUDGET, |s| {
@@ -350,7 +373,7 @@ impl<P: PacketBuf> Pipeline<P> {
                     Destination::Interface => Verdict::Drop(Counter::DropNoService),
                 }
             }
-            protocol::ICMP => self.icmp(in_port, frame, &info, dest, source),
+            protocol::ICMP => self.icmp(in_port, frame, &info, dest, now, source),
             _ if dest == Destination::Foreign => Verdict::Drop(Counter::DropNotServed),
             _ => Verdict::Drop(Counter::DropUnsupportedL4),
         }

@@ -1239,3 +1239,24 @@ fn a_burst_is_processed_exactly_as_its_packets_one_by_one() {
         one.p.counters().iter().collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn a_neighbour_that_changes_its_mac_is_followed_at_once() {
+    let mut lb = Lb::new(WRR_1_3).with_neighbours();
+    // wrr 1:3 sends the first connection to r2; its packets are cached.
+    let out = lb.rx(0, client_tcp(41000, 80, flags::SYN));
+    assert_eq!(l2(&out[0].1), (LB_LAN, R2_MAC));
+    assert_eq!(
+        l2(&lb.rx(0, client_tcp(41000, 80, flags::ACK))[0].1),
+        (LB_LAN, R2_MAC)
+    );
+    // r2 moves to another MAC (a failover, a replaced NIC) and says so.
+    let moved = EthernetAddress([0x02, 0, 0, 0, 0, 0x33]);
+    let mut garp = arp_frame(operation::REPLY, moved, ip(R2), ip("192.168.10.1"));
+    EthernetFrame::new_unchecked(&mut garp[..]).set_dst_addr(LB_LAN);
+    lb.rx(1, garp);
+    assert_eq!(
+        l2(&lb.rx(0, client_tcp(41000, 80, flags::ACK))[0].1),
+        (LB_LAN, moved)
+    );
+}

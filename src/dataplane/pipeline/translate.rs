@@ -147,7 +147,7 @@ impl<P: PacketBuf> Pipeline<P> {
         self.counters.inc(counter);
         let src = SocketAddrV4::new(toward.dst, toward.dport);
         let dst = SocketAddrV4::new(toward.src, toward.sport);
-        self.rewrite_and_route(frame, ip, l4.proto, src, dst)
+        self.rewrite_and_route(frame, ip, l4.proto, src, dst, now)
     }
 
     pub(super) fn rewrite_and_route(
@@ -157,37 +157,73 @@ impl<P: PacketBuf> Pipeline<P> {
         proto: Proto,
         src: SocketAddrV4,
         dst: SocketAddrV4,
+        now: u64,
     ) -> Verdict {
-        let Some(nh) = self.snap.routes.lookup(*dst.ip()) else {
-            return Verdict::Drop(Counter::DropNoRoute);
+        let route = match self.resolve(*dst.ip(), now) {
+            Ok(route) => route,
+            Err(reason) => return Verdict::Drop(reason),
         };
         let packet = &mut frame[ETH_LEN..ip.l4_end];
         if !nat::decrement_ttl(packet) {
             return Verdict::Drop(Counter::DropTtlExceeded);
         }
         let l3_len = ip.l4_start - ETH_LEN;
-        if self.snap.ports[nh.port as usize].tx_checksum_offload {
+        if self.snap.ports[route.port as usize].tx_checksum_offload {
             nat::translate_for_offload(packet, l3_len, proto, src, dst);
-            Verdict::Forward(nh, Some((l3_len, proto)))
+            Verdict::Forward(route, Some((l3_len, proto)))
         } else {
             nat::translate(packet, l3_len, proto, src, dst);
-            Verdict::Forward(nh, None)
+            Verdict::Forward(route, None)
         }
     }
 
-    /// Sends a routed packet once the next hop's MAC is known; queues it
+    /// Where a packet to `dst` goes: out of which port, to which next hop,
+    /// and (if known) its MAC. From the next-hop cache when it has it, else
+    /// by longest-prefix match and the neighbour table.
+    #[inline]
+    pub(super) fn resolve(&mut self, dst: Ipv4Addr, now: u64) -> Result<Route, Counter> {
+        if let Some(r) = self.nexthops.get(dst) {
+            return Ok(Route {
+                port: r.port,
+                next_hop: r.next_hop,
+                mac: Some(r.mac),
+            });
+        }
+        let nh = self.snap.routes.lookup(dst).ok_or(Counter::DropNoRoute)?;
+        let mac = self.neighbours.lookup(nh.addr, now);
+        if let Some(mac) = mac {
+            self.nexthops.insert(
+                dst,
+                Resolved {
+                    port: nh.port,
+                    next_hop: nh.addr,
+                    mac,
+                },
+            );
+        }
+        Ok(Route {
+            port: nh.port,
+            next_hop: nh.addr,
+            mac,
+        })
+    }
+
+    /// Sends a routed packet when the next hop's MAC is known; queues it
     /// (bounded) behind an ARP request otherwise.
-    pub(super) fn forward(&mut self, nh: NextHop, mut pkt: P, now: u64, io: &mut impl Io<P>) {
-        let port_mac = self.snap.ports[nh.port as usize].mac;
-        if let Some(mac) = self.neighbours.lookup(nh.addr, now) {
+    pub(super) fn forward(&mut self, route: Route, mut pkt: P, now: u64, io: &mut impl Io<P>) {
+        let port_mac = self.snap.ports[route.port as usize].mac;
+        if let Some(mac) = route.mac {
             write_l2(pkt.data_mut(), port_mac, EthernetAddress(mac));
-            io.send(nh.port, pkt);
+            io.send(route.port, pkt);
             return;
         }
-        match self.neighbours.enqueue(nh.addr, nh.port, pkt, now) {
+        match self
+            .neighbours
+            .enqueue(route.next_hop, route.port, pkt, now)
+        {
             Enqueue::Queued { send_request } => {
                 if send_request {
-                    self.send_arp_request(nh.port, nh.addr, None, io);
+                    self.send_arp_request(route.port, route.next_hop, None, io);
                 }
             }
             Enqueue::QueueFull(pkt) => {
