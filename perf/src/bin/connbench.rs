@@ -239,8 +239,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     let outcome = join
         .join()
         .ok_or_else(|| "the poll loop panicked".to_string())?;
-    client_port.stop();
-    server_port.stop();
+    // Ports close (giving their mbufs back) before the pool goes.
+    drop(client_port);
+    drop(server_port);
     report(&cli, &outcome);
     drop(pool);
     drop(eal);
