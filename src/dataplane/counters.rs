@@ -41,6 +41,9 @@ counters! {
     /// Sessions created (IPVS Conns).
     Conns => "conns",
     SessionsExpired => "sessions_expired",
+    /// A SYN for a session in TIME_WAIT/CLOSE retired it and opened a new
+    /// one (IPVS conn_reuse_mode=1).
+    SessionsReused => "sessions_reused",
     /// Sessions in the tables when the workers stopped (a level, not a
     /// count of events; summed over workers).
     SessionsLive => "sessions_live",

@@ -1260,3 +1260,51 @@ fn a_neighbour_that_changes_its_mac_is_followed_at_once() {
         (LB_LAN, moved)
     );
 }
+
+#[test]
+fn a_syn_on_a_session_in_time_wait_opens_a_new_connection() {
+    let mut lb = Lb::new(WRR_1_3).with_neighbours();
+    let first = endpoints(&lb.rx(0, client_tcp(42000, 80, flags::SYN))[0].1).1;
+    let real_mac = if *first.ip() == ip(R1) {
+        R1_MAC
+    } else {
+        R2_MAC
+    };
+    let real = (first.ip().to_string(), 8080);
+    let from_real = |f: u8| tcp_frame(LB_LAN, real_mac, (&real.0, real.1), (CLIENT, 42000), f);
+    // Handshake, then the real server closes first, then the client.
+    lb.rx(1, from_real(flags::SYN | flags::ACK));
+    lb.rx(0, client_tcp(42000, 80, flags::ACK));
+    lb.rx(1, from_real(flags::FIN | flags::ACK));
+    lb.rx(0, client_tcp(42000, 80, flags::FIN | flags::ACK));
+    lb.rx(1, from_real(flags::ACK));
+    let key = FlowKey {
+        proto: Proto::Tcp,
+        src: ip(CLIENT),
+        sport: 42000,
+        dst: ip(VIP),
+        dport: 80,
+    };
+    let old = lb.p.sessions().lookup_inbound(&key).unwrap();
+    let state = lb.p.sessions().get(old).unwrap().state;
+    assert!(
+        matches!(state, ConnState::Tcp(TcpState::TimeWait | TcpState::Close)),
+        "{state:?}"
+    );
+
+    // The client reuses its port at once: a new connection, scheduled anew
+    // (wrr 1:3 picks the next real server in its cycle).
+    let second = endpoints(&lb.rx(0, client_tcp(42000, 80, flags::SYN))[0].1).1;
+    assert_eq!(lb.count(Counter::Conns), 2);
+    assert_eq!(lb.count(Counter::SessionsReused), 1);
+    assert_eq!(lb.p.sessions().len(), 1);
+    let s =
+        lb.p.sessions()
+            .get(lb.p.sessions().lookup_inbound(&key).unwrap())
+            .unwrap();
+    assert_eq!(s.state, ConnState::Tcp(TcpState::SynRecv));
+    assert_eq!(SocketAddrV4::new(s.outbound.src, s.outbound.sport), second);
+    // A retransmitted SYN of a live connection does not.
+    lb.rx(0, client_tcp(42000, 80, flags::SYN));
+    assert_eq!(lb.count(Counter::Conns), 2);
+}

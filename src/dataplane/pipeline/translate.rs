@@ -16,6 +16,20 @@ impl<P: PacketBuf> Pipeline<P> {
     ) -> Verdict {
         let key = flow_key(ip, l4);
         let id = match self.sessions.lookup_inbound(&key) {
+            Some(id) if self.is_new_connection_on_old_session(id, l4) => {
+                // The client reuses its port for a new connection while the
+                // old one lingers in TIME_WAIT/CLOSE: retire the old session
+                // and schedule the new connection afresh, as IPVS does with
+                // conn_reuse_mode=1.
+                if let Some(old) = self.sessions.remove(id) {
+                    release_local(&mut self.pools, &old);
+                    self.counters.inc(Counter::SessionsReused);
+                }
+                match self.new_session(key, l4, now) {
+                    Ok(id) => id,
+                    Err(reason) => return Verdict::Drop(reason),
+                }
+            }
             Some(id) => id,
             None => match self.new_session(key, l4, now) {
                 Ok(id) => id,
@@ -23,6 +37,18 @@ impl<P: PacketBuf> Pipeline<P> {
             },
         };
         self.translate(id, Direction::Inbound, frame, ip, l4, now)
+    }
+
+    /// A SYN (without ACK) for a TCP session that is closing down.
+    #[inline]
+    fn is_new_connection_on_old_session(&self, id: u32, l4: &L4Info) -> bool {
+        l4.flags.syn
+            && !l4.flags.ack
+            && !l4.flags.rst
+            && matches!(
+                self.sessions.get(id).map(|s| s.state),
+                Some(ConnState::Tcp(TcpState::TimeWait | TcpState::Close))
+            )
     }
 
     pub(super) fn new_session(
