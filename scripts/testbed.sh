@@ -23,8 +23,12 @@
 #   NAME-rK      eth0 172.16.0.(1+K)/24, default via 172.16.0.1 (the router),
 #                HTTP on --port, UDP echo on 5353
 #
+# Every veth keeps the kernel's default offloads (tx checksum and segmentation
+# offload on, as in every container) unless --offloads off turns them off on
+# every veth end (the setting sluice was first tested with).
+#
 # Usage:
-#   testbed.sh up NAME [--reals N] [--port P] [--routed]
+#   testbed.sh up NAME [--reals N] [--port P] [--routed] [--offloads default|off]
 #   testbed.sh down NAME
 #   testbed.sh exec NAME ROLE CMD...     ROLE: client | lb | sw | rt (routed) | r1..rN
 #   testbed.sh status NAME
@@ -35,6 +39,7 @@ set -euo pipefail
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 STATE_ROOT=${SLUICE_TESTBED_DIR:-/tmp/sluice-testbed}
 UDP_ECHO_PORT=5353
+OFFLOADS=default
 
 log() { echo "testbed: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -66,14 +71,17 @@ in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 
 quiet_sysctl() { in_ns "$1" sysctl -q -w "$2" >/dev/null; }
 
-# IPv6 off and checksum/segmentation offload off on one veth end.
+# IPv6 off on one veth end (router solicitations would be unexpected frames); with
+# --offloads off, checksum and segmentation offloads off too. By default veth hands
+# out TCP/UDP segments with only a partial checksum (CHECKSUM_PARTIAL) and sends
+# segmentation super-frames whole: sluice must cope with both, as in a container.
 prepare_if() {
     local ns=$1 ifname=$2
     quiet_sysctl "$ns" "net.ipv6.conf.$ifname.disable_ipv6=1"
-    # veth otherwise hands out packets with only a partial checksum (CHECKSUM_PARTIAL),
-    # which a userspace forwarder on af_packet cannot complete; GRO could merge segments.
-    in_ns "$ns" ethtool -K "$ifname" tx off tso off gso off >/dev/null 2>&1 || true
-    in_ns "$ns" ethtool -K "$ifname" gro off >/dev/null 2>&1 || true
+    if [[ $OFFLOADS == off ]]; then
+        in_ns "$ns" ethtool -K "$ifname" tx off tso off gso off >/dev/null 2>&1 || true
+        in_ns "$ns" ethtool -K "$ifname" gro off >/dev/null 2>&1 || true
+    fi
 }
 
 new_ns() {
@@ -113,6 +121,11 @@ cmd_up() {
             --reals) reals=${2:?--reals needs a value}; shift 2 ;;
             --port) port=${2:?--port needs a value}; shift 2 ;;
             --routed) routed=1; shift ;;
+            --offloads)
+                OFFLOADS=${2:?--offloads needs default or off}
+                [[ $OFFLOADS == default || $OFFLOADS == off ]] || die "--offloads must be default or off"
+                shift 2
+                ;;
             *) die "up: unknown argument '$1'" ;;
         esac
     done
@@ -133,6 +146,7 @@ cmd_up() {
     echo "$reals" >"$dir/reals"
     echo "$port" >"$dir/port"
     if ((routed)); then echo routed >"$dir/topology"; else echo flat >"$dir/topology"; fi
+    echo "$OFFLOADS" >"$dir/offloads"
 
     local client="$name-client" lb="$name-lb" sw="$name-sw" rt="$name-rt" k rns
     # The bridge the reals sit on, and their subnet and gateway.
@@ -171,7 +185,6 @@ cmd_up() {
     prepare_if "$lb" lb-lan
     prepare_if "$sw" lan
     if ((routed)); then
-        # The router's kernel sends (forwards) into sluice's af_packet port: no partial checksums.
         prepare_if "$rt" eth0
         prepare_if "$rt" eth1
         prepare_if "$sw" rt-lan
@@ -295,7 +308,7 @@ cmd_status() {
         [[ -d $dir ]] && echo "  (stale state dir $dir)"
         return 1
     fi
-    echo "testbed $name: $(cat "$dir/topology" 2>/dev/null || echo unknown) topology, state in $dir"
+    echo "testbed $name: $(cat "$dir/topology" 2>/dev/null || echo unknown) topology, offloads $(cat "$dir/offloads" 2>/dev/null || echo unknown), state in $dir"
     for ns in $nss; do
         echo "== $ns"
         ip -n "$ns" -br addr show | grep -v '^lo ' | sed 's/^/  /'

@@ -50,6 +50,9 @@ counters! {
     /// TSC cycles the workers spent in loop iterations that had packets
     /// (rx or handoff): busy_cycles / rx_packets is the cost per packet.
     BusyCycles => "busy_cycles",
+    /// TCP/UDP checksums a virtual port delivered partial (the local
+    /// kernel's CHECKSUM_PARTIAL), completed in software before the rewrite.
+    RxPartialChecksums => "rx_partial_checksums",
     /// ICMP errors about a session, translated and passed on.
     IcmpErrorsTranslated => "icmp_errors_translated",
     /// Packets passed to the worker that owns their session.
@@ -69,6 +72,10 @@ counters! {
     DropArpNotOurs => "drop_arp_not_ours",
     /// Bad version, IHL or total length.
     DropMalformedIpv4 => "drop_malformed_ipv4",
+    /// The frame ends before the IPv4 packet it carries: cut short, as an
+    /// af_packet port cuts a segmentation-offload super-frame from a veth
+    /// peer that still segments late (see README, "virtual ports").
+    DropTruncatedIpv4 => "drop_truncated_ipv4",
     DropBadIpv4Checksum => "drop_bad_ipv4_checksum",
     /// Truncated TCP/UDP/ICMP header, or bad TCP data offset/UDP length.
     DropMalformedL4 => "drop_malformed_l4",

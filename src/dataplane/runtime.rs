@@ -10,6 +10,7 @@ use super::steering;
 use super::worker::{self, WorkerSetup};
 use crate::control::config::Config;
 use crate::dpdk::{worker_lcores, Eal, LcoreJoin, Mempool, Port, PortSetup, Ring};
+use crate::kernel::vport::KernelPortGuard;
 use log::info;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -60,8 +61,12 @@ pub fn run(
         tx_checksum_offload: config.dataplane.tx_checksum_offload,
     };
     let mut ports = Vec::new();
+    let mut kernel_guards = Vec::new();
     for id in 0..port_count {
         let port = Port::start(id, setup, &pool).map_err(|e| e.to_string())?;
+        if port.info().driver == "net_af_packet" && port.info().if_index != 0 {
+            kernel_guards.extend(KernelPortGuard::prepare(id, port.info().if_index));
+        }
         let link = port.link();
         info!(
             "port {id}: driver {}, mac {}, link {} {} Mb/s, {} queue(s){}, tx checksum offload {}",
@@ -84,6 +89,7 @@ pub fn run(
         .map(|p| PortFacts {
             mac: p.mac(),
             tx_checksum_offload: p.tx_checksum_offload(),
+            rx_partial_checksums: p.info().rx_partial_checksums(),
         })
         .collect();
     let snapshot = Arc::new(Snapshot::build(config, &facts, workers)?);
@@ -182,6 +188,7 @@ pub fn run(
     }
     // Order matters: rings and ports give their mbufs back to the pool.
     drop(rings);
+    drop(kernel_guards);
     drop(ports);
     drop(pool);
     drop(eal);

@@ -21,6 +21,10 @@ pub struct PortState {
     pub addrs: Vec<Ipv4Cidr>,
     /// The NIC fills in IPv4/TCP/UDP checksums on transmit.
     pub tx_checksum_offload: bool,
+    /// Frames may come from the local kernel with TCP/UDP checksums left
+    /// partial for a NIC to finish (virtual ports: af_packet, af_xdp, tap,
+    /// virtio-user). Physical NICs never deliver such frames.
+    pub rx_partial_checksums: bool,
 }
 
 /// What the runtime learned about a port when it started it.
@@ -28,6 +32,7 @@ pub struct PortState {
 pub struct PortFacts {
     pub mac: EthernetAddress,
     pub tx_checksum_offload: bool,
+    pub rx_partial_checksums: bool,
 }
 
 /// Where an IPv4 destination address points, as far as sluice is concerned.
@@ -76,6 +81,7 @@ impl Snapshot {
                 mac: facts.mac,
                 addrs: Vec::new(),
                 tx_checksum_offload: facts.tx_checksum_offload,
+                rx_partial_checksums: facts.rx_partial_checksums,
             })
             .collect();
         let mut interface_addrs = HashMap::new();

@@ -34,6 +34,9 @@ pub const TX_OFFLOAD_CHECKSUMS: u64 = (1 << 1) | (1 << 2) | (1 << 3);
 /// `RTE_ETH_RSS_IPV4 | NONFRAG_IPV4_TCP | NONFRAG_IPV4_UDP`.
 const RSS_IPV4_TCP_UDP: u64 = (1 << 2) | (1 << 4) | (1 << 5);
 
+/// Drivers that receive from the local kernel's network stack.
+const KERNEL_FED_DRIVERS: [&str; 4] = ["net_af_packet", "net_af_xdp", "net_tap", "net_virtio_user"];
+
 /// What the driver says the port can do (recorded at set-up; offloads are
 /// used by later stages).
 #[derive(Debug, Clone)]
@@ -44,12 +47,23 @@ pub struct PortInfo {
     pub rx_offload_capa: u64,
     pub tx_offload_capa: u64,
     pub flow_type_rss_offloads: u64,
+    /// The kernel interface a virtual port is bound to (af_packet, tap),
+    /// 0 for none.
+    pub if_index: u32,
 }
 
 impl PortInfo {
     /// True when the port computes IPv4, TCP and UDP checksums on transmit.
     pub fn has_tx_checksum_offload(&self) -> bool {
         self.tx_offload_capa & TX_OFFLOAD_CHECKSUMS == TX_OFFLOAD_CHECKSUMS
+    }
+
+    /// True for the virtual ports whose frames can come from the local
+    /// kernel, which leaves a TCP/UDP checksum partial (only the
+    /// pseudo-header sum) when the sending device offloads it: veth and tap
+    /// do by default, and these drivers pass the frame on as it is.
+    pub fn rx_partial_checksums(&self) -> bool {
+        KERNEL_FED_DRIVERS.contains(&self.driver.as_str())
     }
 }
 
@@ -193,6 +207,7 @@ impl Port {
             rx_offload_capa: raw.rx_offload_capa,
             tx_offload_capa: raw.tx_offload_capa,
             flow_type_rss_offloads: raw.flow_type_rss_offloads,
+            if_index: raw.if_index,
         })
     }
 

@@ -103,6 +103,54 @@ pub fn translate_for_offload(
     }
 }
 
+/// Completes a TCP/UDP checksum the local kernel left partial, in the IPv4
+/// `packet` (header validated, `l4_offset` its length, L4 header validated).
+/// Returns whether it was partial.
+///
+/// A kernel that hands a segment to a device with tx checksum offload (veth,
+/// tap) stores only the folded pseudo-header sum in the field
+/// (CHECKSUM_PARTIAL) for the NIC to finish; a virtual port delivers it to
+/// us that way. Incremental updates would keep such a field partial, and
+/// every receiver would drop the packet. The test costs a few additions; a
+/// field that merely equals the pseudo-header sum (1 in 65536 complete
+/// checksums) costs one pass over the segment, which finds it complete.
+#[inline]
+pub fn complete_partial_checksum(packet: &mut [u8], l4_offset: usize, proto: Proto) -> bool {
+    let ip = Ipv4Packet::new_unchecked(&*packet);
+    let (src, dst) = (ip.src_addr(), ip.dst_addr());
+    let l4_end = ip.total_len() as usize;
+    let (field_at, l4_len) = match proto {
+        Proto::Tcp => (l4_offset + 16, l4_end - l4_offset),
+        Proto::Udp => {
+            let udp = UdpPacket::new_unchecked(&packet[l4_offset..l4_end]);
+            // 0 is "no checksum", never a partial one.
+            if udp.checksum() == 0 {
+                return false;
+            }
+            (l4_offset + 6, usize::from(udp.len()))
+        }
+    };
+    let field = u16::from_be_bytes([packet[field_at], packet[field_at + 1]]);
+    let pseudo = checksum::pseudo_header(src, dst, proto as u8, l4_len as u16);
+    if field != pseudo {
+        return false;
+    }
+    let segment = &packet[l4_offset..l4_offset + l4_len];
+    let with_field = checksum::combine(&[pseudo, checksum::data(segment)]);
+    if with_field == 0xffff {
+        // Verifies as it is: a complete checksum that equals the sum.
+        return false;
+    }
+    // The sum without the field is the sum with it, minus it.
+    let sum = checksum::combine(&[with_field, !field]);
+    let complete = match !sum {
+        0 if proto == Proto::Udp => 0xffff,
+        c => c,
+    };
+    packet[field_at..field_at + 2].copy_from_slice(&complete.to_be_bytes());
+    true
+}
+
 /// The TCP/UDP checksum after the pseudo-header addresses and the ports
 /// change from `old_*` to `new_*`.
 #[inline]
@@ -222,6 +270,48 @@ mod tests {
         let mut sw = syn();
         translate(&mut sw, 20, Proto::Tcp, client, real);
         assert_eq!(hw, sw);
+    }
+
+    #[test]
+    fn a_partial_checksum_is_completed_and_a_complete_one_left_alone() {
+        let complete = syn();
+        let mut partial = complete.clone();
+        let pseudo = checksum::pseudo_header(
+            Ipv4Addr::new(10, 10, 0, 2),
+            Ipv4Addr::new(10, 10, 0, 100),
+            6,
+            20,
+        );
+        TcpPacket::new_unchecked(&mut partial[20..]).set_checksum(pseudo);
+        assert!(complete_partial_checksum(&mut partial, 20, Proto::Tcp));
+        assert_eq!(partial, complete);
+        let mut again = complete.clone();
+        assert!(!complete_partial_checksum(&mut again, 20, Proto::Tcp));
+        assert_eq!(again, complete);
+    }
+
+    #[test]
+    fn a_complete_checksum_equal_to_the_pseudo_sum_is_not_partial() {
+        // Find a sequence number whose complete checksum happens to equal
+        // the pseudo-header sum: the 1-in-65536 case.
+        let pseudo = checksum::pseudo_header(
+            Ipv4Addr::new(10, 10, 0, 2),
+            Ipv4Addr::new(10, 10, 0, 100),
+            6,
+            20,
+        );
+        let mut p = syn();
+        let found = (0..=u32::from(u16::MAX)).any(|seq| {
+            let mut tcp = TcpPacket::new_unchecked(&mut p[20..]);
+            tcp.set_seq_number(seq << 16);
+            tcp.fill_checksum(Ipv4Addr::new(10, 10, 0, 2), Ipv4Addr::new(10, 10, 0, 100));
+            tcp.checksum() == pseudo
+        });
+        assert!(found);
+        let before = p.clone();
+        assert!(!complete_partial_checksum(&mut p, 20, Proto::Tcp));
+        assert_eq!(p, before);
+        assert_valid(&p);
     }
 
     #[test]

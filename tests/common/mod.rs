@@ -147,6 +147,16 @@ impl Testbed {
     }
 
     pub fn up_with(reals: usize, port: u16, routed: bool) -> Testbed {
+        Testbed::up_full(reals, port, routed, true)
+    }
+
+    /// The flat testbed with checksum and segmentation offloads turned off on every veth
+    /// (`testbed.sh --offloads off`); the others keep the kernel's defaults, as containers do.
+    pub fn up_offloads_off(reals: usize) -> Testbed {
+        Testbed::up_full(reals, 8080, false, false)
+    }
+
+    fn up_full(reals: usize, port: u16, routed: bool, default_offloads: bool) -> Testbed {
         remove_stale_testbeds();
         let name = format!(
             "sl{}x{}",
@@ -173,6 +183,9 @@ impl Testbed {
         ];
         if routed {
             args.push("--routed");
+        }
+        if !default_offloads {
+            args.extend(["--offloads", "off"]);
         }
         let out = run(Command::new(script("testbed.sh")).args(&args));
         if !out.status.success() {

@@ -190,6 +190,7 @@ fn run(mode: &str, flows: usize, packets: usize) {
         &[PortFacts {
             mac: LB_MAC,
             tx_checksum_offload: false,
+            rx_partial_checksums: false,
         }],
         1,
     )

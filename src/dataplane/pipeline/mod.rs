@@ -91,6 +91,9 @@ struct Ipv4Info {
     /// Offset of the L4 header within the frame, and end of the IP packet.
     l4_start: usize,
     l4_end: usize,
+    /// Received on a port where the local kernel may have left the TCP/UDP
+    /// checksum partial (`PortState::rx_partial_checksums`).
+    maybe_partial: bool,
 }
 
 /// TCP/UDP ports and TCP flags of a validated L4 header.
@@ -341,7 +344,8 @@ impl<P: PacketBuf> Pipeline<P> {
     }
 
     fn ipv4(&mut self, in_port: u16, frame: &mut [u8], now: u64, source: Source) -> Verdict {
-        let info = match parse_ipv4(frame) {
+        let maybe_partial = self.snap.ports[in_port as usize].rx_partial_checksums;
+        let info = match parse_ipv4(frame, maybe_partial) {
             Ok(info) => info,
             Err(reason) => return Verdict::Drop(reason),
         };

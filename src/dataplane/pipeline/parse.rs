@@ -2,6 +2,7 @@
 //! unvalidated guess used to prefetch a burst's sessions.
 
 use super::*;
+use crate::wire::WireError;
 
 /// The 5-tuple of a validated TCP/UDP packet, as it is on the wire.
 #[inline]
@@ -16,9 +17,16 @@ pub(super) fn flow_key(ip: &Ipv4Info, l4: &L4Info) -> FlowKey {
 }
 
 /// Validates the IPv4 header (lengths, checksum, no fragments).
+/// `maybe_partial`: the port may deliver partial L4 checksums.
 #[inline]
-pub(super) fn parse_ipv4(frame: &[u8]) -> Result<Ipv4Info, Counter> {
-    let ip = Ipv4Packet::new_checked(&frame[ETH_LEN..]).map_err(|_| Counter::DropMalformedIpv4)?;
+pub(super) fn parse_ipv4(frame: &[u8], maybe_partial: bool) -> Result<Ipv4Info, Counter> {
+    let ip = Ipv4Packet::new_checked(&frame[ETH_LEN..]).map_err(|e| match e {
+        // A whole header announcing more than the frame holds.
+        WireError::Truncated if frame.len() >= ETH_LEN + Ipv4Packet::<&[u8]>::HEADER_LEN => {
+            Counter::DropTruncatedIpv4
+        }
+        _ => Counter::DropMalformedIpv4,
+    })?;
     if !ip.verify_checksum() {
         return Err(Counter::DropBadIpv4Checksum);
     }
@@ -30,6 +38,7 @@ pub(super) fn parse_ipv4(frame: &[u8]) -> Result<Ipv4Info, Counter> {
         dst: ip.dst_addr(),
         l4_start: ETH_LEN + ip.header_len(),
         l4_end: ETH_LEN + ip.total_len() as usize,
+        maybe_partial,
     })
 }
 

@@ -195,9 +195,14 @@ impl<P: PacketBuf> Pipeline<P> {
         }
         let l3_len = ip.l4_start - ETH_LEN;
         if self.snap.ports[route.port as usize].tx_checksum_offload {
+            // The NIC computes the checksum from scratch: a partial one
+            // needs no completing.
             nat::translate_for_offload(packet, l3_len, proto, src, dst);
             Verdict::Forward(route, Some((l3_len, proto)))
         } else {
+            if ip.maybe_partial && nat::complete_partial_checksum(packet, l3_len, proto) {
+                self.counters.inc(Counter::RxPartialChecksums);
+            }
             nat::translate(packet, l3_len, proto, src, dst);
             Verdict::Forward(route, None)
         }
