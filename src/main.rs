@@ -1,20 +1,26 @@
-//! The `sluice` command: `run` the load balancer, `check` a configuration.
+//! The `sluice` command: `run` the load balancer, `check` a configuration,
+//! `ctl` a running one.
 
 use clap::{Parser, Subcommand};
-use sluice::control::config::{Config, ConfigError, EMBEDDED_DEFAULT};
-use sluice::dataplane::runtime;
+use sluice::control::config::{Config, ConfigError, DEFAULT_SOCKET, EMBEDDED_DEFAULT};
+use sluice::control::ctl;
+use sluice::control::metrics::{self, MetricsListener, Scrape};
+use sluice::control::plane::ControlPlane;
+use sluice::control::server::{self, ControlSocket};
+use sluice::dataplane::runtime::Dataplane;
+use sluice::dataplane::stats::rate_line;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[derive(Parser)]
 #[command(
     name = "sluice",
     version,
-    about = "A layer-4 load balancer (IPVS NAT) on DPDK"
+    about = "A layer-4 load balancer (IPVS NAT and FULLNAT) on DPDK"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -23,7 +29,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the load balancer until Ctrl-C (SIGINT) or SIGTERM.
+    /// Run the load balancer until Ctrl-C (SIGINT) or SIGTERM; SIGHUP
+    /// reloads the configuration file.
     Run {
         /// Configuration file (TOML). Without it, the embedded demo
         /// configuration (`sluice default-config`) is used.
@@ -41,6 +48,18 @@ enum Command {
     },
     /// Print the embedded default (demo) configuration.
     DefaultConfig,
+    /// Operate a running sluice with ipvsadm's flags (`sluice ctl -L -n`,
+    /// `sluice ctl -a -t VIP:PORT -r RIP:PORT -w 2`, ...); `sluice ctl
+    /// --help-ipvsadm` lists them.
+    Ctl {
+        /// The control socket.
+        #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+        /// ipvsadm-style arguments, or `route ...`, `neigh ...`, `reload`,
+        /// `sysctl ...`, `counters`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<String>,
+    },
 }
 
 fn load(path: Option<&PathBuf>) -> Result<Config, ConfigError> {
@@ -63,8 +82,8 @@ fn main() -> ExitCode {
                 println!(
                     "{}: ok ({} interface(s), {} service(s))",
                     config.display(),
-                    c.interfaces.len(),
-                    c.services.len()
+                    c.state.interfaces().len(),
+                    c.state.services.len()
                 );
                 ExitCode::SUCCESS
             }
@@ -73,12 +92,20 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Run { config, stats } => run(config.as_ref(), stats),
+        Command::Run { config, stats } => run(config, stats),
+        Command::Ctl { socket, args } => ctl::run(&socket, &args),
     }
 }
 
-fn run(path: Option<&PathBuf>, stats: Option<f64>) -> ExitCode {
-    let config = match load(path) {
+/// Set by SIGHUP: reload the configuration file.
+static RELOAD: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sighup(_: libc::c_int) {
+    RELOAD.store(true, Ordering::Relaxed);
+}
+
+fn run(path: Option<PathBuf>, stats: Option<f64>) -> ExitCode {
+    let config = match load(path.as_ref()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
@@ -88,16 +115,6 @@ fn run(path: Option<&PathBuf>, stats: Option<f64>) -> ExitCode {
     if path.is_none() {
         log::info!("no --config given: running the embedded default (see `sluice default-config`)");
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&stop);
-    if let Err(e) = ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed)) {
-        eprintln!("error: cannot install the signal handler: {e}");
-        return ExitCode::FAILURE;
-    }
-    let ready = || {
-        println!("sluice: ready");
-        let _ = std::io::stdout().flush();
-    };
     let stats_every = match stats {
         Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
         Some(s) => {
@@ -106,7 +123,109 @@ fn run(path: Option<&PathBuf>, stats: Option<f64>) -> ExitCode {
         }
         None => None,
     };
-    match runtime::run(&config, stop, stats_every, ready) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    if let Err(e) = ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed)) {
+        eprintln!("error: cannot install the signal handler: {e}");
+        return ExitCode::FAILURE;
+    }
+    // After ctrlc's handlers: SIGHUP reloads instead of stopping.
+    // SAFETY: the handler only stores to an atomic, which is
+    // async-signal-safe.
+    unsafe { libc::signal(libc::SIGHUP, on_sighup as *const () as libc::sighandler_t) };
+
+    // The control endpoints first: a second sluice stops here, before it
+    // touches a port.
+    let socket = match ControlSocket::bind(&config.control.socket) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let metrics = match config
+        .control
+        .metrics
+        .map(MetricsListener::bind)
+        .transpose()
+    {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (dataplane, handles) = match Dataplane::start(&config, |facts, workers| {
+        ControlPlane::first_snapshot(&config, facts, workers)
+    }) {
+        Ok(started) => started,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    log::info!(
+        "control socket {}{}",
+        socket.path().display(),
+        metrics
+            .as_ref()
+            .and_then(|m| m.local_addr())
+            .map(|a| format!(", metrics on http://{a}/metrics"))
+            .unwrap_or_default()
+    );
+    let mut plane = ControlPlane::new(config, path, handles);
+    println!("sluice: ready");
+    let _ = std::io::stdout().flush();
+
+    let mut fds = vec![socket.raw_fd()];
+    fds.extend(metrics.as_ref().map(MetricsListener::raw_fd));
+    let started = Instant::now();
+    let mut last = (started, plane.counters());
+    while !stop.load(Ordering::Relaxed) {
+        server::wait_readable(&fds, Duration::from_millis(50));
+        socket.serve(|request| plane.handle(request));
+        if let Some(m) = &metrics {
+            m.serve(|| {
+                let services = plane.services_view(None).unwrap_or_else(|_| {
+                    sluice::control::api::ServicesView {
+                        max_sessions: 0,
+                        workers: 0,
+                        services: Vec::new(),
+                    }
+                });
+                metrics::render(&Scrape {
+                    services: &services,
+                    counters: &plane.counters(),
+                    workers: &plane.worker_counters(),
+                    ports: &dataplane.port_stats(),
+                    mbufs_in_use: dataplane.mbufs_in_use(),
+                    mbufs: dataplane.mbufs(),
+                })
+            });
+        }
+        if RELOAD.swap(false, Ordering::Relaxed) {
+            match plane.reload() {
+                Ok(epoch) => log::info!("SIGHUP: configuration reloaded (snapshot {epoch})"),
+                Err(e) => log::error!("SIGHUP: reload refused, nothing changed: {e}"),
+            }
+        }
+        plane.tick();
+        if let Some(every) = stats_every {
+            if last.0.elapsed() >= every {
+                let now = plane.counters();
+                let secs = last.0.elapsed().as_secs_f64();
+                println!(
+                    "{}",
+                    rate_line(&last.1, &now, secs, started.elapsed().as_secs_f64())
+                );
+                let _ = std::io::stdout().flush();
+                last = (Instant::now(), now);
+            }
+        }
+    }
+    drop(socket);
+    drop(plane);
+    match dataplane.stop() {
         Ok(counters) => {
             println!("sluice counters:");
             for (name, value) in counters.iter() {

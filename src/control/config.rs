@@ -1,25 +1,33 @@
-//! The TOML configuration: parsed into plain serde structs, then validated
-//! into typed values. Every error names the file, the field and the reason,
-//! and nothing starts until the whole file is valid.
+//! The TOML configuration: parsed into plain serde structs, then turned into
+//! what stays fixed while sluice runs (EAL arguments, sizing, the control
+//! socket, the interfaces) and the desired state (services, routes,
+//! neighbours, timeouts). The state part is built as a batch of changes
+//! through `State::apply`, the same validation `sluice ctl` and a reload go
+//! through. Every error names the file, the field and the reason, and
+//! nothing starts until the whole file is valid.
 
+use crate::control::state::{
+    Change, Persistence, RealSpec, RouteSpec, ServiceKey, ServiceOptions, State,
+};
 use crate::lb::laddr;
-use crate::lb::scheduler::SchedulerKind;
-use crate::lb::service::{ForwardMode, RealServer, Service};
-use crate::lb::tcp_state::Timeouts;
+use crate::lb::scheduler::{SchedFlags, SchedulerKind};
+use crate::lb::service::ForwardMode;
 use crate::lb::Proto;
 use crate::net::cidr::Ipv4Cidr;
-use crate::net::route::RouteTable;
 use crate::wire::EthernetAddress;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::ops::RangeInclusive;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The configuration sluice runs with when `--config` is not given: the
 /// demo topology of `scripts/testbed.sh` (two real servers behind the VIP).
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../config/demo.toml");
+
+/// Where the control socket lives unless `[control] socket` says otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/sluice/sluice.sock";
 
 /// A configuration error: which file, which field, why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +58,10 @@ pub struct DataplaneConfig {
     pub max_sessions: usize,
     /// Neighbour (ARP) entries.
     pub max_neighbours: usize,
+    /// Real servers over all services (each has a slot of counters).
+    pub max_reals: usize,
+    /// Persistence templates shared by the workers.
+    pub max_persistence_templates: usize,
     pub rx_desc: u16,
     pub tx_desc: u16,
     /// FULLNAT local ports (each worker takes those equal to its index
@@ -65,6 +77,8 @@ impl Default for DataplaneConfig {
             mbufs: 16383,
             max_sessions: 262_144,
             max_neighbours: 1024,
+            max_reals: 4096,
+            max_persistence_templates: 65536,
             rx_desc: 1024,
             tx_desc: 1024,
             local_port_range: 1024..=65535,
@@ -73,18 +87,29 @@ impl Default for DataplaneConfig {
     }
 }
 
+/// The control plane's endpoints.
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlConfig {
+    /// The Unix socket `sluice ctl` talks to.
+    pub socket: PathBuf,
+    /// Where `GET /metrics` is served (Prometheus), if anywhere.
+    pub metrics: Option<SocketAddr>,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig {
+            socket: PathBuf::from(DEFAULT_SOCKET),
+            metrics: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InterfaceConfig {
     pub port: u16,
     /// The addresses sluice owns on this port, with their subnets.
     pub addrs: Vec<Ipv4Cidr>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StaticNeighbour {
-    pub addr: Ipv4Addr,
-    pub mac: EthernetAddress,
-    pub port: u16,
 }
 
 /// A validated configuration.
@@ -92,11 +117,9 @@ pub struct StaticNeighbour {
 pub struct Config {
     pub eal: Vec<String>,
     pub dataplane: DataplaneConfig,
-    pub interfaces: Vec<InterfaceConfig>,
-    pub routes: RouteTable,
-    pub neighbours: Vec<StaticNeighbour>,
-    pub services: Vec<Service>,
-    pub timeouts: Timeouts,
+    pub control: ControlConfig,
+    /// Services, routes, neighbours, timeouts and the interfaces.
+    pub state: State,
 }
 
 #[derive(Deserialize)]
@@ -105,6 +128,8 @@ struct RawConfig {
     dpdk: RawDpdk,
     #[serde(default)]
     dataplane: RawDataplane,
+    #[serde(default)]
+    control: RawControl,
     #[serde(default, rename = "interface")]
     interfaces: Vec<RawInterface>,
     #[serde(default, rename = "route")]
@@ -129,10 +154,19 @@ struct RawDataplane {
     mbufs: Option<u32>,
     max_sessions: Option<usize>,
     max_neighbours: Option<usize>,
+    max_reals: Option<usize>,
+    max_persistence_templates: Option<usize>,
     rx_desc: Option<u16>,
     tx_desc: Option<u16>,
     local_port_range: Option<[u16; 2]>,
     tx_checksum_offload: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawControl {
+    socket: Option<String>,
+    metrics: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -166,6 +200,11 @@ struct RawService {
     mode: String,
     #[serde(default = "default_scheduler")]
     scheduler: String,
+    #[serde(default)]
+    sched_flags: Vec<String>,
+    /// Seconds (ipvsadm -p); absent or 0: not persistent.
+    persistence: Option<u32>,
+    persistence_netmask: Option<String>,
     #[serde(default, rename = "real")]
     reals: Vec<RawReal>,
     #[serde(default)]
@@ -201,9 +240,6 @@ struct RawTimeouts {
     udp: Option<u32>,
 }
 
-/// The largest weight ipvsadm accepts.
-const MAX_WEIGHT: u32 = 65535;
-
 impl Config {
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -228,8 +264,30 @@ impl Config {
 
     /// Every address sluice owns on `port` (interface addresses).
     pub fn interface(&self, port: u16) -> Option<&InterfaceConfig> {
-        self.interfaces.iter().find(|i| i.port == port)
+        self.state.interfaces().iter().find(|i| i.port == port)
     }
+
+    /// What a reload may not change while sluice runs: the first field
+    /// that differs between `self` and `new`, if any.
+    pub fn restart_only_difference(&self, new: &Config) -> Option<&'static str> {
+        if self.eal != new.eal {
+            Some("dpdk.eal")
+        } else if self.dataplane != new.dataplane {
+            Some("dataplane")
+        } else if self.control != new.control {
+            Some("control")
+        } else if self.state.interfaces() != new.state.interfaces() {
+            Some("interface")
+        } else {
+            None
+        }
+    }
+}
+
+/// A change built from the TOML, with the field it came from.
+struct Sourced {
+    field: String,
+    change: Change,
 }
 
 struct Validator<'a> {
@@ -253,19 +311,35 @@ impl Validator<'_> {
             ));
         }
         let dataplane = self.dataplane(&raw.dataplane)?;
+        let control = self.control(&raw.control)?;
         let interfaces = self.interfaces(&raw.interfaces)?;
-        let routes = self.routes(&interfaces, &raw.routes)?;
-        let neighbours = self.neighbours(&routes, &raw.neighbours)?;
-        let services = self.services(&raw.services)?;
-        let timeouts = self.timeouts(&raw.timeouts)?;
+        let mut changes = Vec::new();
+        self.neighbours(&raw.neighbours, &mut changes)?;
+        self.routes(&raw.routes, &mut changes)?;
+        self.services(&raw.services, &mut changes)?;
+        self.timeouts(&raw.timeouts, &mut changes)?;
+        let empty = State::new(interfaces, dataplane.max_reals);
+        // The interfaces' own connected routes must hold together too.
+        empty
+            .route_table()
+            .map_err(|e| self.err("interface", e.reason))?;
+        let list: Vec<Change> = changes.iter().map(|c| c.change.clone()).collect();
+        let state = empty.apply_all(&list).map_err(|(i, e)| {
+            let at = &changes[i].field;
+            // The change names the part at fault; the TOML key of a local
+            // address is already that part.
+            let field = match e.field {
+                Some("laddrs") if at.contains(".laddrs[") => at.clone(),
+                Some(sub) => format!("{at}.{sub}"),
+                None => at.clone(),
+            };
+            self.err(field, e.reason)
+        })?;
         Ok(Config {
             eal: raw.dpdk.eal,
             dataplane,
-            interfaces,
-            routes,
-            neighbours,
-            services,
-            timeouts,
+            control,
+            state,
         })
     }
 
@@ -275,6 +349,10 @@ impl Validator<'_> {
             mbufs: raw.mbufs.unwrap_or(d.mbufs),
             max_sessions: raw.max_sessions.unwrap_or(d.max_sessions),
             max_neighbours: raw.max_neighbours.unwrap_or(d.max_neighbours),
+            max_reals: raw.max_reals.unwrap_or(d.max_reals),
+            max_persistence_templates: raw
+                .max_persistence_templates
+                .unwrap_or(d.max_persistence_templates),
             rx_desc: raw.rx_desc.unwrap_or(d.rx_desc),
             tx_desc: raw.tx_desc.unwrap_or(d.tx_desc),
             local_port_range: match raw.local_port_range {
@@ -299,10 +377,38 @@ impl Validator<'_> {
         if out.max_neighbours == 0 || out.max_neighbours > 65536 {
             return Err(self.err("dataplane.max_neighbours", "must be between 1 and 65536"));
         }
+        if out.max_reals == 0 || out.max_reals > 65535 {
+            return Err(self.err("dataplane.max_reals", "must be between 1 and 65535"));
+        }
+        if out.max_persistence_templates == 0 || out.max_persistence_templates > 16 << 20 {
+            return Err(self.err(
+                "dataplane.max_persistence_templates",
+                "must be between 1 and 16777216",
+            ));
+        }
         for (name, v) in [("rx_desc", out.rx_desc), ("tx_desc", out.tx_desc)] {
             if !(64..=16384).contains(&v) {
                 return Err(self.err(format!("dataplane.{name}"), "must be between 64 and 16384"));
             }
+        }
+        Ok(out)
+    }
+
+    fn control(&self, raw: &RawControl) -> Result<ControlConfig, ConfigError> {
+        let mut out = ControlConfig::default();
+        if let Some(socket) = &raw.socket {
+            if socket.is_empty() || !socket.starts_with('/') {
+                return Err(self.err("control.socket", "must be an absolute path"));
+            }
+            out.socket = PathBuf::from(socket);
+        }
+        if let Some(metrics) = &raw.metrics {
+            out.metrics = Some(metrics.parse().map_err(|_| {
+                self.err(
+                    "control.metrics",
+                    format!("{metrics:?} is not an address:port (e.g. \"127.0.0.1:9100\")"),
+                )
+            })?);
         }
         Ok(out)
     }
@@ -349,26 +455,7 @@ impl Validator<'_> {
         Ok(out)
     }
 
-    fn routes(
-        &self,
-        ifaces: &[InterfaceConfig],
-        raw: &[RawRoute],
-    ) -> Result<RouteTable, ConfigError> {
-        let mut table = RouteTable::new();
-        for (i, iface) in ifaces.iter().enumerate() {
-            for (j, a) in iface.addrs.iter().enumerate() {
-                // Two addresses in one subnet on one port share a route.
-                if table
-                    .lookup(a.address())
-                    .is_some_and(|nh| nh.port == iface.port && nh.addr == a.address())
-                {
-                    continue;
-                }
-                table
-                    .add_connected(*a, iface.port)
-                    .map_err(|e| self.err(format!("interface[{i}].addrs[{j}]"), e.to_string()))?;
-            }
-        }
+    fn routes(&self, raw: &[RawRoute], out: &mut Vec<Sourced>) -> Result<(), ConfigError> {
         for (i, r) in raw.iter().enumerate() {
             let prefix: Ipv4Cidr = r.prefix.parse().map_err(|e| {
                 self.err(
@@ -382,19 +469,17 @@ impl Validator<'_> {
                     format!("{:?} is not an IPv4 address", r.via),
                 )
             })?;
-            table
-                .add_via(prefix, via)
-                .map_err(|e| self.err(format!("route[{i}]"), e.to_string()))?;
+            out.push(Sourced {
+                field: format!("route[{i}]"),
+                change: Change::AddRoute {
+                    route: RouteSpec { prefix, via },
+                },
+            });
         }
-        Ok(table)
+        Ok(())
     }
 
-    fn neighbours(
-        &self,
-        routes: &RouteTable,
-        raw: &[RawNeighbour],
-    ) -> Result<Vec<StaticNeighbour>, ConfigError> {
-        let mut out = Vec::new();
+    fn neighbours(&self, raw: &[RawNeighbour], out: &mut Vec<Sourced>) -> Result<(), ConfigError> {
         for (i, n) in raw.iter().enumerate() {
             let addr: Ipv4Addr = n.addr.parse().map_err(|_| {
                 self.err(
@@ -408,23 +493,20 @@ impl Validator<'_> {
                     format!("{:?} is not a MAC address", n.mac),
                 )
             })?;
-            let port = match n.port {
-                Some(p) => p,
-                None => routes.connected_port(addr).ok_or_else(|| {
-                    self.err(
-                        format!("neighbour[{i}].addr"),
-                        format!("{addr} is on no interface's subnet; give its port"),
-                    )
-                })?,
-            };
-            out.push(StaticNeighbour { addr, mac, port });
+            out.push(Sourced {
+                field: format!("neighbour[{i}]"),
+                change: Change::AddNeighbour {
+                    addr,
+                    mac,
+                    port: n.port,
+                },
+            });
         }
-        Ok(out)
+        Ok(())
     }
 
-    fn services(&self, raw: &[RawService]) -> Result<Vec<Service>, ConfigError> {
+    fn services(&self, raw: &[RawService], out: &mut Vec<Sourced>) -> Result<(), ConfigError> {
         let mut seen = HashSet::new();
-        let mut out = Vec::new();
         for (i, s) in raw.iter().enumerate() {
             let f = |name: &str| format!("service[{i}].{name}");
             let vip = self.socket_addr(&f("vip"), &s.vip)?;
@@ -441,12 +523,30 @@ impl Validator<'_> {
                 )
             })?;
             let laddrs = self.laddrs(i, mode, &s.laddrs)?;
-            let scheduler: SchedulerKind = s.scheduler.parse().map_err(|_| {
-                self.err(
-                    f("scheduler"),
-                    format!("{:?}: expected \"rr\" or \"wrr\"", s.scheduler),
-                )
-            })?;
+            let scheduler: SchedulerKind = s
+                .scheduler
+                .parse()
+                .map_err(|e: crate::lb::ParseError| self.err(f("scheduler"), e.to_string()))?;
+            let flags = SchedFlags::parse(scheduler, &s.sched_flags.join(","))
+                .map_err(|e| self.err(f("sched_flags"), e.to_string()))?;
+            let persistence = match s.persistence {
+                None | Some(0) if s.persistence_netmask.is_some() => {
+                    return Err(self.err(
+                        f("persistence_netmask"),
+                        "only applies with persistence = SECONDS",
+                    ))
+                }
+                None | Some(0) => None,
+                Some(timeout) => Some(Persistence {
+                    timeout,
+                    netmask: match &s.persistence_netmask {
+                        Some(m) => m.parse().map_err(|_| {
+                            self.err(f("persistence_netmask"), format!("{m:?} is not a netmask"))
+                        })?,
+                        None => Ipv4Addr::BROADCAST,
+                    },
+                }),
+            };
             if !seen.insert((proto, vip)) {
                 return Err(self.err(
                     f("vip"),
@@ -456,52 +556,45 @@ impl Validator<'_> {
             if s.reals.is_empty() {
                 return Err(self.err(f("real"), "needs at least one [[service.real]]"));
             }
-            let mut reals = Vec::new();
-            let mut seen_reals = HashSet::new();
+            let key = ServiceKey { proto, vip };
+            out.push(Sourced {
+                field: format!("service[{i}]"),
+                change: Change::AddService {
+                    key,
+                    options: ServiceOptions {
+                        scheduler,
+                        flags,
+                        persistence,
+                    },
+                },
+            });
             for (j, r) in s.reals.iter().enumerate() {
                 let field = format!("service[{i}].real[{j}]");
                 let addr = self.socket_addr(&format!("{field}.addr"), &r.addr)?;
-                if !seen_reals.insert(addr) {
-                    return Err(
-                        self.err(format!("{field}.addr"), format!("{addr} is listed twice"))
-                    );
-                }
-                if r.weight > MAX_WEIGHT {
-                    return Err(self.err(
-                        format!("{field}.weight"),
-                        format!("{} is above {MAX_WEIGHT}", r.weight),
-                    ));
-                }
-                reals.push(RealServer {
-                    addr,
-                    weight: r.weight,
+                out.push(Sourced {
+                    field,
+                    change: Change::AddReal {
+                        key,
+                        real: RealSpec {
+                            addr,
+                            weight: r.weight,
+                            mode,
+                        },
+                    },
                 });
             }
-            out.push(Service {
-                vip,
-                proto,
-                mode,
-                scheduler,
-                reals,
-                laddrs,
-            });
-        }
-        // A local address receives replies; it must not also be a VIP, or a
-        // reply could not be told from a new connection.
-        for (i, s) in out.iter().enumerate() {
-            for (j, l) in s.laddrs.iter().enumerate() {
-                if out.iter().any(|other| other.vip.ip() == l) {
-                    return Err(self.err(
-                        format!("service[{i}].laddrs[{j}]"),
-                        format!("{l} is also a VIP; local addresses must be distinct from VIPs"),
-                    ));
-                }
+            for (j, addr) in laddrs.into_iter().enumerate() {
+                out.push(Sourced {
+                    field: format!("service[{i}].laddrs[{j}]"),
+                    change: Change::AddLaddr { key, addr },
+                });
             }
         }
-        Ok(out)
+        Ok(())
     }
 
-    /// FULLNAT's local addresses: required there, meaningless in NAT mode.
+    /// FULLNAT's local addresses: a TOML service declares itself whole, so
+    /// FULLNAT needs them there, and NAT takes none.
     fn laddrs(
         &self,
         i: usize,
@@ -532,9 +625,6 @@ impl Validator<'_> {
                     format!("{a:?} is not an IPv4 address"),
                 )
             })?;
-            if out.contains(&addr) {
-                return Err(self.err(format!("{field}[{j}]"), format!("{addr} is listed twice")));
-            }
             out.push(addr);
         }
         Ok(out)
@@ -550,23 +640,21 @@ impl Validator<'_> {
         Ok(addr)
     }
 
-    fn timeouts(&self, raw: &RawTimeouts) -> Result<Timeouts, ConfigError> {
-        let mut t = Timeouts::default();
+    fn timeouts(&self, raw: &RawTimeouts, out: &mut Vec<Sourced>) -> Result<(), ConfigError> {
         for (name, v) in [("tcp", raw.tcp), ("tcp_fin", raw.tcp_fin), ("udp", raw.udp)] {
             if v == Some(0) {
                 return Err(self.err(format!("timeouts.{name}"), "must be at least 1 second"));
             }
         }
-        if let Some(v) = raw.tcp {
-            t.established = v;
-        }
-        if let Some(v) = raw.tcp_fin {
-            t.fin_wait = v;
-        }
-        if let Some(v) = raw.udp {
-            t.udp = v;
-        }
-        Ok(t)
+        out.push(Sourced {
+            field: "timeouts".into(),
+            change: Change::SetTimeouts {
+                tcp: raw.tcp.unwrap_or(0),
+                tcp_fin: raw.tcp_fin.unwrap_or(0),
+                udp: raw.udp.unwrap_or(0),
+            },
+        });
+        Ok(())
     }
 }
 
@@ -598,10 +686,13 @@ addrs = ["192.168.10.1/24"]
     #[test]
     fn embedded_default_is_valid() {
         let c = Config::parse("demo", EMBEDDED_DEFAULT).unwrap();
-        assert_eq!(c.services.len(), 1);
-        assert_eq!(c.services[0].reals.len(), 2);
-        assert_eq!(c.services[0].vip, "10.10.0.100:80".parse().unwrap());
-        assert_eq!(c.services[0].mode, ForwardMode::Nat);
+        assert_eq!(c.state.services.len(), 1);
+        assert_eq!(c.state.services[0].reals.len(), 2);
+        assert_eq!(
+            c.state.services[0].key.vip,
+            "10.10.0.100:80".parse().unwrap()
+        );
+        assert_eq!(c.state.services[0].mode(), ForwardMode::Nat);
     }
 
     #[test]
@@ -630,13 +721,24 @@ udp = 30
 "#,
         )
         .unwrap();
-        assert_eq!(c.services[0].scheduler, SchedulerKind::Wrr);
-        assert_eq!(c.services[0].reals[1].weight, 1, "weight defaults to 1");
-        assert_eq!(c.neighbours[0].port, 0, "port from the connected route");
-        let nh = c.routes.lookup("8.8.8.8".parse().unwrap()).unwrap();
+        assert_eq!(c.state.services[0].options.scheduler, SchedulerKind::Wrr);
+        assert_eq!(
+            c.state.services[0].reals[1].weight, 1,
+            "weight defaults to 1"
+        );
+        assert_eq!(
+            c.state.neighbours[0].port, 0,
+            "port from the connected route"
+        );
+        let nh = c
+            .state
+            .route_table()
+            .unwrap()
+            .lookup("8.8.8.8".parse().unwrap())
+            .unwrap();
         assert_eq!((nh.port, nh.addr), (0, "10.10.0.254".parse().unwrap()));
-        assert_eq!(c.timeouts.established, 600);
-        assert_eq!(c.timeouts.udp, 30);
+        assert_eq!(c.state.timeouts.established, 600);
+        assert_eq!(c.state.timeouts.udp, 30);
     }
 
     #[test]
@@ -661,7 +763,7 @@ udp = 30
                 "service[0].proto",
             ),
             (
-                svc("10.10.0.100:80", "tcp", "lc", "192.168.10.2:80", 1),
+                svc("10.10.0.100:80", "tcp", "lblc", "192.168.10.2:80", 1),
                 "service[0].scheduler",
             ),
             (
@@ -745,8 +847,8 @@ udp = 30
             "laddrs = [\"192.168.10.100\", \"192.168.10.101\"]",
         ))
         .unwrap();
-        assert_eq!(c.services[0].mode, ForwardMode::FullNat);
-        assert_eq!(c.services[0].laddrs.len(), 2);
+        assert_eq!(c.state.services[0].mode(), ForwardMode::FullNat);
+        assert_eq!(c.state.services[0].laddrs.len(), 2);
         assert!(err(&svc("fullnat", "")).contains("service[0].laddrs"));
         assert!(err(&svc("nat", "laddrs = [\"192.168.10.100\"]")).contains("service[0].laddrs"));
         assert!(

@@ -1,4 +1,15 @@
-//! The control side: configuration now; the API, CLI and metrics later.
-//! Nothing here runs per packet.
+//! The control side, on the main lcore, never on a worker: the desired
+//! state and the one way it changes (`state`), the TOML that declares it
+//! (`config`), real server counter slots (`slots`), the control plane that
+//! publishes snapshots and answers requests (`plane`), the socket protocol
+//! (`api`) and server (`server`), the `sluice ctl` client (`ctl`), and the
+//! Prometheus exposition (`metrics`). Nothing here runs per packet.
 
+pub mod api;
 pub mod config;
+pub mod ctl;
+pub mod metrics;
+pub mod plane;
+pub mod server;
+pub mod slots;
+pub mod state;

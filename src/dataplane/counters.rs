@@ -108,8 +108,12 @@ counters! {
     DropMbufExhausted => "drop_mbuf_exhausted",
     /// The ring to the owning worker was full.
     DropHandoffRingFull => "drop_handoff_ring_full",
-    /// FULLNAT: no free local address/port toward that real server.
+    /// FULLNAT: no free local address/port toward that real server (or
+    /// the service has no local address yet).
     DropLaddrExhausted => "drop_laddr_exhausted",
+    /// A packet of a session whose real server was removed, with IPVS's
+    /// expire_nodest_conn on: the session is ended, the packet dropped.
+    DropRealRemoved => "drop_real_removed",
 }
 
 /// A worker's counters. Written only by its worker (no atomics needed on

@@ -4,6 +4,8 @@
 
 pub mod counters;
 pub mod pipeline;
+pub mod publish;
+pub mod query;
 pub mod runtime;
 pub mod snapshot;
 pub mod stats;

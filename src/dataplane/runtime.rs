@@ -1,196 +1,268 @@
 //! Bringing the data plane up and down: EAL, the mbuf pool, the ports (one
 //! rx/tx queue pair per worker), the handoff rings between workers, the
-//! snapshot, the worker lcores; then waiting for the stop signal, joining
-//! the workers and summing their counters.
+//! first snapshot, the worker lcores.
+//!
+//! `Dataplane` owns all of it, and its fields are declared in the order they
+//! must go: the workers are stopped and joined first (in `stop` or `drop`),
+//! then the kernel-side preparations of the ports, the ports (which return
+//! their mbufs to the pool), the pool, and EAL last.
 
 use super::counters::Counters;
+use super::publish::SnapshotPublisher;
+use super::query::{Query, Reply};
 use super::snapshot::{PortFacts, Snapshot};
-use super::stats::{rate_line, SharedCounters};
+use super::stats::SharedCounters;
 use super::steering;
 use super::worker::{self, WorkerSetup};
 use crate::control::config::Config;
-use crate::dpdk::{worker_lcores, Eal, LcoreJoin, Mempool, Port, PortSetup, Ring};
+use crate::dpdk::{self, worker_lcores, Eal, LcoreJoin, Mempool, Port, PortSetup, PortStats};
 use crate::kernel::vport::KernelPortGuard;
+use crate::lb::persistence::Templates;
+use crossbeam::channel::{self, Receiver, Sender};
 use log::info;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 /// Slots of each handoff ring (a power of two).
 const HANDOFF_RING_SIZE: u32 = 4096;
 
-/// Runs sluice with `config` until `stop` is set. `on_ready` is called once
-/// the workers are polling; with `stats_every`, a line of rates is printed
-/// on stdout at that interval. Returns the workers' counters, summed.
-pub fn run(
-    config: &Config,
+/// The control side's line to one worker.
+pub struct WorkerLink {
+    /// What the worker publishes every `PUBLISH_MS`.
+    pub stats: Arc<SharedCounters>,
+    pub queries: Sender<Query>,
+    pub replies: Receiver<Reply>,
+}
+
+/// What the control side gets from a started data plane.
+pub struct Handles {
+    pub publisher: SnapshotPublisher,
+    pub workers: Vec<WorkerLink>,
+    /// What each port turned out to be (MAC, offloads), by port id.
+    pub facts: Vec<PortFacts>,
+}
+
+/// The running data plane. See the module documentation for the order.
+pub struct Dataplane {
+    lcores: Vec<LcoreJoin<Counters>>,
     stop: Arc<AtomicBool>,
-    stats_every: Option<Duration>,
-    on_ready: impl FnOnce(),
-) -> Result<Counters, String> {
-    let eal = Eal::init(&config.eal).map_err(|e| e.to_string())?;
-    let port_count = eal.port_count();
-    if port_count == 0 {
-        return Err(
-            "DPDK found no ports: check dpdk.eal (--vdev/-a) and the device bindings".into(),
-        );
-    }
-    for iface in &config.interfaces {
-        if iface.port >= port_count {
-            return Err(format!(
-                "interface port {} does not exist: DPDK found {port_count} port(s)",
-                iface.port
-            ));
-        }
-    }
-    let lcores = worker_lcores();
-    if lcores.is_empty() {
-        return Err("no worker lcore: give EAL at least two lcores (e.g. -l 0-1)".into());
-    }
-    let workers = lcores.len() as u16;
+    kernel_guards: Vec<KernelPortGuard>,
+    ports: Vec<Port>,
+    pool: Arc<Mempool>,
+    _eal: Eal,
+}
 
-    let pool = Arc::new(
-        Mempool::new("sluice_mbufs", config.dataplane.mbufs, 256, eal.socket_id())
-            .map_err(|e| e.to_string())?,
-    );
-    let setup = PortSetup {
-        rx_queues: workers,
-        tx_queues: workers,
-        rx_desc: config.dataplane.rx_desc,
-        tx_desc: config.dataplane.tx_desc,
-        tx_checksum_offload: config.dataplane.tx_checksum_offload,
-    };
-    let mut ports = Vec::new();
-    let mut kernel_guards = Vec::new();
-    for id in 0..port_count {
-        let port = Port::start(id, setup, &pool).map_err(|e| e.to_string())?;
-        if port.info().driver == "net_af_packet" && port.info().if_index != 0 {
-            kernel_guards.extend(KernelPortGuard::prepare(id, port.info().if_index));
+impl Dataplane {
+    /// Starts everything. `first` builds the first snapshot once the ports
+    /// are known (`facts`, number of workers).
+    pub fn start(
+        config: &Config,
+        first: impl FnOnce(&[PortFacts], u16) -> Result<Snapshot, String>,
+    ) -> Result<(Dataplane, Handles), String> {
+        let eal = Eal::init(&config.eal).map_err(|e| e.to_string())?;
+        let port_count = eal.port_count();
+        if port_count == 0 {
+            return Err(
+                "DPDK found no ports: check dpdk.eal (--vdev/-a) and the device bindings".into(),
+            );
         }
-        let link = port.link();
+        for iface in config.state.interfaces() {
+            if iface.port >= port_count {
+                return Err(format!(
+                    "interface port {} does not exist: DPDK found {port_count} port(s)",
+                    iface.port
+                ));
+            }
+        }
+        let lcores = worker_lcores();
+        if lcores.is_empty() {
+            return Err("no worker lcore: give EAL at least two lcores (e.g. -l 0-1)".into());
+        }
+        let workers = lcores.len() as u16;
+
+        let pool = Arc::new(
+            Mempool::new("sluice_mbufs", config.dataplane.mbufs, 256, eal.socket_id())
+                .map_err(|e| e.to_string())?,
+        );
+        let setup = PortSetup {
+            rx_queues: workers,
+            tx_queues: workers,
+            rx_desc: config.dataplane.rx_desc,
+            tx_desc: config.dataplane.tx_desc,
+            tx_checksum_offload: config.dataplane.tx_checksum_offload,
+        };
+        let mut dataplane = Dataplane {
+            lcores: Vec::new(),
+            stop: Arc::new(AtomicBool::new(false)),
+            kernel_guards: Vec::new(),
+            ports: Vec::new(),
+            pool,
+            _eal: eal,
+        };
+        for id in 0..port_count {
+            let port = Port::start(id, setup, &dataplane.pool).map_err(|e| e.to_string())?;
+            if port.info().driver == "net_af_packet" && port.info().if_index != 0 {
+                dataplane
+                    .kernel_guards
+                    .extend(KernelPortGuard::prepare(id, port.info().if_index));
+            }
+            let link = port.link();
+            info!(
+                "port {id}: driver {}, mac {}, link {} {} Mb/s, {} queue(s){}, tx checksum offload {}",
+                port.info().driver,
+                port.mac(),
+                if link.up { "up" } else { "down" },
+                link.speed_mbps,
+                workers,
+                if port.rss() { " by RSS" } else { "" },
+                if port.tx_checksum_offload() {
+                    "on"
+                } else {
+                    "off (software)"
+                },
+            );
+            dataplane.ports.push(port);
+        }
+        let facts: Vec<PortFacts> = dataplane
+            .ports
+            .iter()
+            .map(|p| PortFacts {
+                mac: p.mac(),
+                tx_checksum_offload: p.tx_checksum_offload(),
+                rx_partial_checksums: p.info().rx_partial_checksums(),
+            })
+            .collect();
+        let snapshot = Arc::new(first(&facts, workers)?);
         info!(
-            "port {id}: driver {}, mac {}, link {} {} Mb/s, {} queue(s){}, tx checksum offload {}",
-            port.info().driver,
-            port.mac(),
-            if link.up { "up" } else { "down" },
-            link.speed_mbps,
-            workers,
-            if port.rss() { " by RSS" } else { "" },
-            if port.tx_checksum_offload() {
-                "on"
-            } else {
-                "off (software)"
-            },
+            "{} virtual service(s), {} interface(s), {workers} worker(s) on lcore(s) {lcores:?}",
+            snapshot.services.len(),
+            config.state.interfaces().len()
         );
-        ports.push(port);
-    }
-    let facts: Vec<PortFacts> = ports
-        .iter()
-        .map(|p| PortFacts {
-            mac: p.mac(),
-            tx_checksum_offload: p.tx_checksum_offload(),
-            rx_partial_checksums: p.info().rx_partial_checksums(),
-        })
-        .collect();
-    let snapshot = Arc::new(Snapshot::build(config, &facts, workers)?);
-    info!(
-        "{} virtual service(s), {} interface(s), {workers} worker(s) on lcore(s) {lcores:?}",
-        snapshot.services.len(),
-        config.interfaces.len()
-    );
-    if workers > 1 {
-        for port in &ports {
-            steering::install_fullnat_rules(port, &snapshot);
+        if workers > 1 {
+            for port in &dataplane.ports {
+                steering::install_fullnat_rules(port, &snapshot);
+            }
         }
-    }
+        let mut publisher = SnapshotPublisher::new(snapshot, usize::from(workers));
+        let templates = Arc::new(Templates::new(config.dataplane.max_persistence_templates));
 
-    // rings[from][to]: one single-producer/single-consumer ring per ordered
-    // pair of workers.
-    let mut rings: Vec<Vec<Option<Arc<Ring>>>> = Vec::new();
-    for from in 0..workers {
-        let mut row = Vec::new();
-        for to in 0..workers {
-            row.push(if from == to {
-                None
-            } else {
-                let ring = Ring::new(
+        // One single-producer/single-consumer ring per ordered pair of
+        // workers: outboxes[from][to], inboxes[to].
+        let mut outboxes: Vec<Vec<Option<dpdk::RingProducer>>> =
+            (0..workers).map(|_| Vec::new()).collect();
+        let mut inboxes: Vec<Vec<dpdk::RingConsumer>> = (0..workers).map(|_| Vec::new()).collect();
+        for from in 0..workers {
+            for to in 0..workers {
+                if from == to {
+                    outboxes[from as usize].push(None);
+                    continue;
+                }
+                let (producer, consumer) = dpdk::ring(
                     &format!("handoff_{from}_{to}"),
                     HANDOFF_RING_SIZE,
-                    eal.socket_id(),
+                    dataplane._eal.socket_id(),
                 )
                 .map_err(|e| e.to_string())?;
-                Some(Arc::new(ring))
+                outboxes[from as usize].push(Some(producer));
+                inboxes[to as usize].push(consumer);
+            }
+        }
+        let mut queues: Vec<Vec<_>> = Vec::new();
+        for port in &mut dataplane.ports {
+            queues.push(
+                port.take_queues()
+                    .ok_or_else(|| format!("port {}: queues already taken", port.id()))?,
+            );
+        }
+
+        let start_tsc = dpdk::tsc();
+        let mut links = Vec::new();
+        for (index, (&lcore, (outbox, inbox))) in lcores
+            .iter()
+            .zip(outboxes.into_iter().zip(inboxes))
+            .enumerate()
+        {
+            let stats = Arc::new(SharedCounters::new(config.dataplane.max_reals));
+            let (query_tx, query_rx) = channel::bounded(1);
+            let (reply_tx, reply_rx) = channel::bounded(1);
+            let reader = publisher
+                .reader(index)
+                .ok_or_else(|| format!("worker {index}: no snapshot reader"))?;
+            let setup = WorkerSetup {
+                index: index as u16,
+                queues: queues.iter_mut().map(|q| q.remove(0)).collect(),
+                pool: Arc::clone(&dataplane.pool),
+                snapshots: reader,
+                templates: Arc::clone(&templates),
+                inbox,
+                outbox,
+                stats: Arc::clone(&stats),
+                queries: query_rx,
+                replies: reply_tx,
+                start_tsc,
+                stop: Arc::clone(&dataplane.stop),
+            };
+            // On failure, `dataplane` drops: it stops and joins the workers
+            // already launched.
+            let join =
+                LcoreJoin::launch(lcore, move || worker::run(setup)).map_err(|e| e.to_string())?;
+            dataplane.lcores.push(join);
+            links.push(WorkerLink {
+                stats,
+                queries: query_tx,
+                replies: reply_rx,
             });
         }
-        rings.push(row);
+        Ok((
+            dataplane,
+            Handles {
+                publisher,
+                workers: links,
+                facts,
+            },
+        ))
     }
 
-    let shared: Vec<Arc<SharedCounters>> = (0..workers).map(|_| Arc::default()).collect();
-    let mut joins = Vec::new();
-    for (index, &lcore) in lcores.iter().enumerate() {
-        let w = index as u16;
-        let setup = WorkerSetup {
-            index: w,
-            ports: ports.iter().map(|p| p.id()).collect(),
-            pool: Arc::clone(&pool),
-            snapshot: Arc::clone(&snapshot),
-            inbox: (0..workers)
-                .filter_map(|from| rings[from as usize][index].clone())
-                .collect(),
-            outbox: rings[index].clone(),
-            stats: Arc::clone(&shared[index]),
-            stop: Arc::clone(&stop),
-        };
-        let join = LcoreJoin::launch(lcore, move || worker::run(setup));
-        match join {
-            Ok(j) => joins.push(j),
-            Err(e) => {
-                stop.store(true, Ordering::Relaxed);
-                for j in joins {
-                    j.join();
-                }
-                return Err(e.to_string());
-            }
-        }
+    /// The NIC figures of every port, by port id.
+    pub fn port_stats(&self) -> Vec<PortStats> {
+        self.ports.iter().map(Port::stats).collect()
     }
-    on_ready();
 
-    let started = Instant::now();
-    let mut last = (started, Counters::default());
-    while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(50));
-        if let Some(every) = stats_every {
-            if last.0.elapsed() >= every {
-                let mut now = Counters::default();
-                for s in &shared {
-                    now.merge(&s.read());
-                }
-                let secs = last.0.elapsed().as_secs_f64();
-                println!(
-                    "{}",
-                    rate_line(&last.1, &now, secs, started.elapsed().as_secs_f64())
-                );
-                let _ = std::io::Write::flush(&mut std::io::stdout());
-                last = (Instant::now(), now);
+    /// Mbufs out of the pool (in rings, queues, neighbour queues, flight).
+    pub fn mbufs_in_use(&self) -> u32 {
+        self.pool.in_use()
+    }
+
+    pub fn mbufs(&self) -> u32 {
+        self.pool.size()
+    }
+
+    /// Stops the workers and sums their counters; then everything goes, in
+    /// order.
+    pub fn stop(mut self) -> Result<Counters, String> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut counters = Counters::default();
+        let mut panicked = false;
+        for j in self.lcores.drain(..) {
+            match j.join() {
+                Some(c) => counters.merge(&c),
+                None => panicked = true,
             }
         }
+        if panicked {
+            return Err("a worker lcore panicked".into());
+        }
+        Ok(counters)
     }
-    let mut counters = Counters::default();
-    let mut panicked = false;
-    for j in joins {
-        match j.join() {
-            Some(c) => counters.merge(&c),
-            None => panicked = true,
+}
+
+impl Drop for Dataplane {
+    fn drop(&mut self) {
+        // Workers first: they own the queues, rings and mbufs of the ports
+        // and pool dropped after this.
+        self.stop.store(true, Ordering::Relaxed);
+        for j in self.lcores.drain(..) {
+            j.join();
         }
     }
-    if panicked {
-        return Err("a worker lcore panicked".into());
-    }
-    // Order matters: rings and ports give their mbufs back to the pool.
-    drop(rings);
-    drop(kernel_guards);
-    drop(ports);
-    drop(pool);
-    drop(eal);
-    Ok(counters)
 }

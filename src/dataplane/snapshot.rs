@@ -1,9 +1,15 @@
 //! The immutable view of the configuration that a worker runs on: ports
-//! with their MACs and addresses, routes, services, timeouts. Built once
-//! on the control side; workers only read it.
+//! with their MACs and addresses, routes, services with their scheduling
+//! tables, timeouts, the state of every real server slot. Built on the
+//! control side from the desired state (`control::state`) for every change;
+//! workers only read it, and pick a new one up between bursts (`publish`).
 
-use crate::control::config::{Config, StaticNeighbour};
-use crate::lb::service::{ServiceError, ServiceTable};
+use crate::control::config::{Config, DataplaneConfig};
+use crate::control::slots::{RealSlots, SlotUse};
+use crate::control::state::{NeighbourSpec, State};
+use crate::lb::scheduler::{SchedTable, DEFAULT_MH_TABLE_SIZE};
+use crate::lb::service::{RealServer, Service, ServiceError, ServiceTable};
+pub use crate::lb::stats::SlotState;
 use crate::lb::tcp_state::Timeouts;
 use crate::net::cidr::Ipv4Cidr;
 use crate::net::hash::FastInt;
@@ -48,19 +54,43 @@ pub enum Destination {
     Foreign,
 }
 
+/// What a snapshot is made of.
+#[derive(Clone, Copy)]
+pub struct Inputs<'a> {
+    pub dataplane: &'a DataplaneConfig,
+    pub state: &'a State,
+    pub slots: &'a RealSlots,
+    /// Sessions of removed reals end on their next packet (IPVS's
+    /// `expire_nodest_conn`).
+    pub expire_nodest_conn: bool,
+    /// Addresses no longer in the state that sessions still use: a removed
+    /// service's VIP, a removed local address. Still answered for (ARP) and
+    /// classified as before, so those sessions carry on.
+    pub retired: &'a [(Ipv4Addr, Destination)],
+    /// `ports[i]` describes DPDK port i (known once the ports started).
+    pub ports: &'a [PortFacts],
+    /// The number of worker lcores.
+    pub workers: u16,
+    pub epoch: u64,
+}
+
 #[derive(Debug)]
 pub struct Snapshot {
+    /// Which change this is (the control side counts them).
+    pub epoch: u64,
     /// Indexed by DPDK port id.
     pub ports: Vec<PortState>,
     pub routes: RouteTable,
     pub services: ServiceTable,
     pub timeouts: Timeouts,
-    pub neighbours: Vec<StaticNeighbour>,
+    pub neighbours: Vec<NeighbourSpec>,
     pub max_sessions: usize,
     pub max_neighbours: usize,
     pub local_port_range: RangeInclusive<u16>,
     /// Number of worker lcores; sessions are spread over them.
     pub workers: u16,
+    /// Indexed by real server slot (`dataplane.max_reals` of them).
+    pub slots: Box<[SlotState]>,
     /// Interface address -> its port.
     interface_addrs: HashMap<Ipv4Addr, u16>,
     /// What each of our addresses is (VIP, local, interface): one lookup
@@ -69,9 +99,35 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// `ports[i]` describes DPDK port i (known once the ports started);
-    /// `workers` is the number of worker lcores.
+    /// The snapshot of a configuration as loaded, with fresh real server
+    /// slots (what the runtime starts with, and what tests use).
     pub fn build(config: &Config, ports: &[PortFacts], workers: u16) -> Result<Snapshot, String> {
+        let mut slots = RealSlots::new(config.dataplane.max_reals);
+        slots.assign(&config.state, 0)?;
+        Snapshot::from_inputs(&Inputs {
+            dataplane: &config.dataplane,
+            state: &config.state,
+            slots: &slots,
+            expire_nodest_conn: false,
+            retired: &[],
+            ports,
+            workers,
+            epoch: 0,
+        })
+    }
+
+    /// The snapshot of `inputs.state`.
+    pub fn from_inputs(inputs: &Inputs) -> Result<Snapshot, String> {
+        let Inputs {
+            dataplane,
+            state,
+            slots: real_slots,
+            expire_nodest_conn,
+            retired,
+            ports,
+            workers,
+            epoch,
+        } = *inputs;
         let found = ports.len();
         let mut ports: Vec<PortState> = ports
             .iter()
@@ -85,7 +141,7 @@ impl Snapshot {
             })
             .collect();
         let mut interface_addrs = HashMap::new();
-        for iface in &config.interfaces {
+        for iface in state.interfaces() {
             let port = ports.get_mut(iface.port as usize).ok_or_else(|| {
                 format!(
                     "interface port {} does not exist: DPDK found {} port(s)",
@@ -97,7 +153,7 @@ impl Snapshot {
                 interface_addrs.insert(a.address(), iface.port);
             }
         }
-        for n in &config.neighbours {
+        for n in &state.neighbours {
             if n.port as usize >= ports.len() {
                 return Err(format!(
                     "neighbour {}: port {} does not exist",
@@ -105,19 +161,56 @@ impl Snapshot {
                 ));
             }
         }
-        let services =
-            ServiceTable::new(config.services.clone()).map_err(|e: ServiceError| e.to_string())?;
+        let mut services = Vec::with_capacity(state.services.len());
+        for s in &state.services {
+            let mut reals = Vec::with_capacity(s.reals.len());
+            for r in &s.reals {
+                let slot = real_slots
+                    .slot(&s.key, r.addr)
+                    .ok_or_else(|| format!("service {}: real {} has no slot", s.key, r.addr))?;
+                reals.push(RealServer {
+                    addr: r.addr,
+                    weight: r.weight,
+                    slot,
+                });
+            }
+            let weights: Vec<_> = reals.iter().map(|r| (r.addr, r.weight)).collect();
+            services.push(Service {
+                key: s.key,
+                mode: s.mode(),
+                sched: SchedTable::new(
+                    s.options.scheduler,
+                    s.options.flags,
+                    &weights,
+                    DEFAULT_MH_TABLE_SIZE,
+                ),
+                persistence: s.options.persistence,
+                reals,
+                laddrs: s.laddrs.clone(),
+            });
+        }
+        let services = ServiceTable::new(services).map_err(|e: ServiceError| e.to_string())?;
+        let slots = (0..real_slots.capacity() as u32)
+            .map(|slot| SlotState {
+                generation: real_slots.generation(slot),
+                expire: expire_nodest_conn
+                    && matches!(real_slots.get(slot), SlotUse::Draining { .. }),
+            })
+            .collect();
+        let routes = state.route_table().map_err(|e| e.reason)?;
         Ok(Snapshot {
+            epoch,
             ports,
-            routes: config.routes.clone(),
-            services,
-            timeouts: config.timeouts,
-            neighbours: config.neighbours.clone(),
-            max_sessions: config.dataplane.max_sessions,
-            max_neighbours: config.dataplane.max_neighbours,
-            local_port_range: config.dataplane.local_port_range.clone(),
+            routes,
+            timeouts: state.timeouts,
+            neighbours: state.neighbours.clone(),
+            max_sessions: dataplane.max_sessions,
+            max_neighbours: dataplane.max_neighbours,
+            local_port_range: dataplane.local_port_range.clone(),
             workers: workers.max(1),
-            destinations: destinations(config, &interface_addrs),
+            slots,
+            destinations: destinations(&services, &interface_addrs, retired),
+            services,
             interface_addrs,
         })
     }
@@ -158,7 +251,7 @@ impl Snapshot {
         }
     }
 
-    /// Every address sluice announces at start: VIPs and local addresses.
+    /// Every address sluice announces: VIPs and local addresses.
     pub fn announced_addrs(&self) -> Vec<Ipv4Addr> {
         let mut out: Vec<Ipv4Addr> = self
             .destinations
@@ -183,23 +276,27 @@ impl Snapshot {
 }
 
 /// Our addresses and what they are. A VIP wins over a local address (the
-/// configuration refuses that overlap anyway), which wins over an interface
+/// state refuses that overlap anyway), which wins over an interface
 /// address.
 fn destinations(
-    config: &Config,
+    services: &ServiceTable,
     interface_addrs: &HashMap<Ipv4Addr, u16>,
+    retired: &[(Ipv4Addr, Destination)],
 ) -> HashMap<u32, Destination, FastInt> {
     let mut out: HashMap<u32, Destination, FastInt> = interface_addrs
         .keys()
         .map(|&a| (u32::from(a), Destination::Interface))
         .collect();
-    for s in &config.services {
+    for &(a, d) in retired {
+        out.insert(u32::from(a), d);
+    }
+    for (_, s) in services.iter() {
         for &l in &s.laddrs {
             out.insert(u32::from(l), Destination::Laddr);
         }
     }
-    for s in &config.services {
-        out.insert(u32::from(*s.vip.ip()), Destination::Vip);
+    for (_, s) in services.iter() {
+        out.insert(u32::from(*s.key.vip.ip()), Destination::Vip);
     }
     out
 }

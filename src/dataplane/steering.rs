@@ -45,7 +45,7 @@ pub fn install_fullnat_rules(port: &Port, snap: &Snapshot) -> usize {
         for &laddr in &service.laddrs {
             for worker in 0..workers {
                 if let Err(e) =
-                    flow::steer_by_dst_port(port.id(), laddr, service.proto, worker, mask, worker)
+                    flow::steer_by_dst_port(port.id(), laddr, service.proto(), worker, mask, worker)
                 {
                     info!(
                         "port {} ({}): no rte_flow steering ({e}): FULLNAT replies reach their worker by software hop",

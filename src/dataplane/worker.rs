@@ -1,15 +1,20 @@
-//! The worker lcore loop: rx burst from every port (this worker's queue)
-//! and from the rings other workers hand packets over on -> pipeline ->
-//! per-port tx buffers and per-worker handoff buffers -> flush; timers every
-//! millisecond. Everything it touches on the packet path is its own.
+//! The worker lcore loop: rx burst from its queue on every port and from
+//! the rings other workers hand packets over on -> pipeline -> per-port tx
+//! buffers and per-worker handoff buffers -> flush; timers every
+//! millisecond; a new configuration snapshot picked up between bursts.
+//! Everything it touches on the packet path is its own: the queues, the
+//! ring ends and the pipeline are values it owns.
 
 use super::counters::{Counter, Counters};
 use super::pipeline::{Io, PacketBuf, Pipeline};
-use super::snapshot::Snapshot;
+use super::publish::SnapshotReader;
+use super::query::{Query, Reply};
 use super::stats::{SharedCounters, PUBLISH_MS};
-use crate::dpdk::{self, Mbuf, Mempool, Ring, BURST};
+use crate::dpdk::{self, Mbuf, Mempool, RingConsumer, RingProducer, RxQueue, TxQueue, BURST};
+use crate::lb::persistence::Templates;
 use crate::lb::Proto;
 use arrayvec::ArrayVec;
+use crossbeam::channel::{Receiver, Sender};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -35,20 +40,29 @@ impl PacketBuf for Mbuf {
     }
 }
 
-/// What a worker needs to run.
+/// What a worker needs to run; everything in it is the worker's own.
 pub struct WorkerSetup {
-    /// This worker's index: its rx/tx queue on every port.
+    /// This worker's index among the workers.
     pub index: u16,
-    /// DPDK port ids to poll; each is also a tx port.
-    pub ports: Vec<u16>,
+    /// Its (rx, tx) queue on every port, by port id.
+    pub queues: Vec<(RxQueue, TxQueue)>,
     pub pool: Arc<Mempool>,
-    pub snapshot: Arc<Snapshot>,
-    /// Rings other workers hand packets to this one on (consumer end).
-    pub inbox: Vec<Arc<Ring>>,
-    /// `outbox[w]`: the ring to worker w (producer end); None for itself.
-    pub outbox: Vec<Option<Arc<Ring>>>,
+    /// Where its configuration snapshots come from.
+    pub snapshots: SnapshotReader,
+    /// Persistence templates, shared by all workers.
+    pub templates: Arc<Templates>,
+    /// Rings other workers hand packets to this one on.
+    pub inbox: Vec<RingConsumer>,
+    /// `outbox[w]`: the ring to worker w; None for itself.
+    pub outbox: Vec<Option<RingProducer>>,
     /// Where this worker publishes its counters for live statistics.
     pub stats: Arc<SharedCounters>,
+    /// Questions from the control side, and the answers.
+    pub queries: Receiver<Query>,
+    pub replies: Sender<Reply>,
+    /// The TSC at which every worker's millisecond clock starts (shared, so
+    /// persistence templates compare across workers).
+    pub start_tsc: u64,
     /// Set by the main lcore to stop the loop.
     pub stop: Arc<AtomicBool>,
 }
@@ -56,12 +70,11 @@ pub struct WorkerSetup {
 /// A worker's output side: per-port tx buffers, per-worker handoff buffers,
 /// and its buffer source.
 struct WorkerIo<'a> {
-    queue: u16,
     pool: &'a Mempool,
-    /// Indexed by port id; allocated once at start.
-    tx: Vec<ArrayVec<Mbuf, BURST>>,
+    /// Indexed by port id.
+    tx: Vec<(TxQueue, ArrayVec<Mbuf, BURST>)>,
     /// Indexed by worker; with the ring each flushes into.
-    handoff: Vec<(ArrayVec<Mbuf, BURST>, Option<Arc<Ring>>)>,
+    handoff: Vec<(ArrayVec<Mbuf, BURST>, Option<RingProducer>)>,
     sent: u64,
     tx_dropped: u64,
     ring_dropped: u64,
@@ -72,14 +85,14 @@ impl WorkerIo<'_> {
     /// few tries is freed and counted.
     #[inline]
     fn flush_port(&mut self, port: u16) {
-        let Some(buf) = self.tx.get_mut(port as usize) else {
+        let Some((queue, buf)) = self.tx.get_mut(port as usize) else {
             return;
         };
         for _ in 0..4 {
             if buf.is_empty() {
                 return;
             }
-            self.sent += dpdk::tx_burst(port, self.queue, buf) as u64;
+            self.sent += queue.burst(buf) as u64;
         }
         self.tx_dropped += buf.len() as u64;
         buf.clear();
@@ -121,7 +134,7 @@ impl Io<Mbuf> for WorkerIo<'_> {
     #[inline]
     fn send(&mut self, port: u16, pkt: Mbuf) {
         let full = match self.tx.get(port as usize) {
-            Some(buf) => buf.is_full(),
+            Some((_, buf)) => buf.is_full(),
             None => {
                 self.tx_dropped += 1;
                 return;
@@ -131,7 +144,7 @@ impl Io<Mbuf> for WorkerIo<'_> {
             self.flush_port(port);
         }
         // After a flush there is room (the flush frees what it cannot send).
-        if let Err(e) = self.tx[port as usize].try_push(pkt) {
+        if let Err(e) = self.tx[port as usize].1.try_push(pkt) {
             drop(e.element());
             self.tx_dropped += 1;
         }
@@ -166,17 +179,27 @@ impl Io<Mbuf> for WorkerIo<'_> {
 
 /// Runs the worker loop until `setup.stop` is set; returns its counters.
 pub fn run(setup: WorkerSetup) -> Counters {
-    let mut pipeline: Pipeline<Mbuf> = Pipeline::new(Arc::clone(&setup.snapshot), setup.index);
-    let max_port = setup.ports.iter().copied().max().unwrap_or(0) as usize;
+    let WorkerSetup {
+        index,
+        queues,
+        pool,
+        mut snapshots,
+        templates,
+        mut inbox,
+        outbox,
+        stats,
+        queries,
+        replies,
+        start_tsc,
+        stop,
+    } = setup;
+    let (mut rx, tx): (Vec<RxQueue>, Vec<TxQueue>) = queues.into_iter().unzip();
+    let snapshot = snapshots.current();
+    let mut pipeline: Pipeline<Mbuf> = Pipeline::with_templates(snapshot, index, templates);
     let mut io = WorkerIo {
-        queue: setup.index,
-        pool: &setup.pool,
-        tx: (0..=max_port).map(|_| ArrayVec::new()).collect(),
-        handoff: setup
-            .outbox
-            .iter()
-            .map(|r| (ArrayVec::new(), r.clone()))
-            .collect(),
+        pool: &pool,
+        tx: tx.into_iter().map(|q| (q, ArrayVec::new())).collect(),
+        handoff: outbox.into_iter().map(|r| (ArrayVec::new(), r)).collect(),
         sent: 0,
         tx_dropped: 0,
         ring_dropped: 0,
@@ -184,22 +207,26 @@ pub fn run(setup: WorkerSetup) -> Counters {
 
     let hz = dpdk::tsc_hz().max(1000);
     let ticks_per_ms = hz / 1000;
-    let start = dpdk::tsc();
-    let mut next_timer = start;
-    let mut next_publish = start;
+    let mut next_timer = dpdk::tsc();
+    let mut next_publish = next_timer;
 
     pipeline.announce(&mut io);
     io.flush_all();
 
     let mut burst: ArrayVec<Mbuf, BURST> = ArrayVec::new();
-    while !setup.stop.load(Ordering::Relaxed) {
+    while !stop.load(Ordering::Relaxed) {
         let tsc = dpdk::tsc();
-        let now_ms = (tsc - start) / ticks_per_ms;
+        let now_ms = tsc.saturating_sub(start_tsc) / ticks_per_ms;
+        // A new configuration, between bursts: one atomic load when none.
+        if snapshots.refresh(|s| pipeline.switch(s, &mut io)) {
+            io.flush_all();
+        }
         let mut work = 0;
-        for &port in &setup.ports {
-            if dpdk::rx_burst(port, setup.index, &mut burst) == 0 {
+        for queue in rx.iter_mut() {
+            if queue.burst(&mut burst) == 0 {
                 continue;
             }
+            let port = queue.port();
             work += burst.len();
             // Bring every packet's headers in before touching the first, so
             // their cache misses overlap.
@@ -219,7 +246,7 @@ pub fn run(setup: WorkerSetup) -> Counters {
             }
             pipeline.process_burst(port, &mut burst, now_ms, &mut io);
         }
-        for ring in &setup.inbox {
+        for ring in inbox.iter_mut() {
             if ring.dequeue(&mut burst) == 0 {
                 continue;
             }
@@ -233,11 +260,18 @@ pub fn run(setup: WorkerSetup) -> Counters {
         if tsc >= next_timer {
             pipeline.poll(now_ms, &mut io);
             io.flush_all();
+            if let Ok(q) = queries.try_recv() {
+                // The control side waits for this answer; if it gave up,
+                // the answer is simply dropped.
+                let _ = replies.try_send(pipeline.answer(q, now_ms));
+            }
             next_timer = tsc + ticks_per_ms;
             if tsc >= next_publish {
                 let live = pipeline.sessions().len() as u64;
                 pipeline.counters_mut().set(Counter::SessionsLive, live);
-                setup.stats.publish(pipeline.counters());
+                stats.publish(pipeline.counters());
+                stats.publish_laddrs(pipeline.laddrs_in_use());
+                stats.publish_reals(pipeline.real_stats(), snapshots.epoch());
                 next_publish = tsc + PUBLISH_MS * ticks_per_ms;
             }
         }
@@ -251,5 +285,8 @@ pub fn run(setup: WorkerSetup) -> Counters {
     pipeline.counters_mut().set(Counter::SessionsLive, live);
     io.flush_all();
     io.settle(pipeline.counters_mut());
+    stats.publish(pipeline.counters());
+    stats.publish_laddrs(pipeline.laddrs_in_use());
+    stats.publish_reals(pipeline.real_stats(), snapshots.epoch());
     pipeline.counters().clone()
 }

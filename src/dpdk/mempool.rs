@@ -45,6 +45,20 @@ impl Mempool {
     }
 }
 
+impl Mempool {
+    /// Buffers taken from the pool, per-lcore caches counted as free.
+    pub fn in_use(&self) -> u32 {
+        // SAFETY: the pool is valid for the lifetime of self.
+        unsafe { sys::rte_mempool_in_use_count(self.0.as_ptr()) }
+    }
+
+    /// Buffers the pool was made with.
+    pub fn size(&self) -> u32 {
+        // SAFETY: as above; `size` is set at creation and never changes.
+        unsafe { (*self.0.as_ptr()).size }
+    }
+}
+
 impl Drop for Mempool {
     fn drop(&mut self) {
         // SAFETY: dropped only after ports are stopped and workers joined,

@@ -16,8 +16,8 @@ pub use error::DpdkError;
 pub use lcore::{worker_lcores, LcoreJoin};
 pub use mbuf::Mbuf;
 pub use mempool::Mempool;
-pub use port::{rx_burst, tx_burst, LinkStatus, Port, PortInfo, PortSetup};
-pub use ring::Ring;
+pub use port::{LinkStatus, Port, PortInfo, PortSetup, PortStats, RxQueue, TxQueue};
+pub use ring::{ring, RingConsumer, RingProducer};
 
 /// The largest burst handed to or taken from a queue at once.
 pub const BURST: usize = 32;

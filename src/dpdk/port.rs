@@ -73,13 +73,45 @@ pub struct LinkStatus {
     pub speed_mbps: u32,
 }
 
-/// A started ethdev port. Queues are used by one lcore each.
+/// A started ethdev port. Its queues are handed out once, as `RxQueue` and
+/// `TxQueue` values, so that each is polled by the one lcore that owns it.
 pub struct Port {
     id: u16,
     mac: EthernetAddress,
     info: PortInfo,
     rss: bool,
     tx_checksum_offload: bool,
+    queues: Option<Vec<(RxQueue, TxQueue)>>,
+}
+
+/// The NIC's own figures (`rte_eth_stats`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PortStats {
+    pub ipackets: u64,
+    pub opackets: u64,
+    pub ibytes: u64,
+    pub obytes: u64,
+    /// Dropped by the NIC: rx queues full.
+    pub imissed: u64,
+    pub ierrors: u64,
+    pub oerrors: u64,
+    /// Receive failed for lack of mbufs.
+    pub rx_nombuf: u64,
+}
+
+/// Receive queue `queue` of a port. Owned by one lcore: DPDK's rx burst on
+/// a queue is not safe from two lcores at once, so the handle is neither
+/// `Clone` nor `Sync`. Valid while its `Port` is (the runtime joins the
+/// workers before it drops the ports).
+pub struct RxQueue {
+    port: u16,
+    queue: u16,
+}
+
+/// Transmit queue `queue` of a port; as `RxQueue`.
+pub struct TxQueue {
+    port: u16,
+    queue: u16,
 }
 
 impl Port {
@@ -173,12 +205,21 @@ impl Port {
         if rc < 0 {
             return Err(DpdkError::new(call("rte_eth_macaddr_get"), rc));
         }
+        let queues = (0..setup.rx_queues.min(setup.tx_queues))
+            .map(|q| {
+                (
+                    RxQueue { port: id, queue: q },
+                    TxQueue { port: id, queue: q },
+                )
+            })
+            .collect();
         Ok(Port {
             id,
             mac: EthernetAddress(addr.addr_bytes),
             info,
             rss,
             tx_checksum_offload,
+            queues: Some(queues),
         })
     }
 
@@ -233,6 +274,32 @@ impl Port {
         self.tx_checksum_offload
     }
 
+    /// The (rx, tx) queue pairs, one per worker, handed out once: None on
+    /// a second call.
+    pub fn take_queues(&mut self) -> Option<Vec<(RxQueue, TxQueue)>> {
+        self.queues.take()
+    }
+
+    /// The NIC's counters. Safe from the control lcore while workers poll.
+    pub fn stats(&self) -> PortStats {
+        let mut raw = sys::rte_eth_stats::default();
+        // SAFETY: raw is a live local; the port is started.
+        let rc = unsafe { sys::rte_eth_stats_get(self.id, &mut raw) };
+        if rc < 0 {
+            return PortStats::default();
+        }
+        PortStats {
+            ipackets: raw.ipackets,
+            opackets: raw.opackets,
+            ibytes: raw.ibytes,
+            obytes: raw.obytes,
+            imissed: raw.imissed,
+            ierrors: raw.ierrors,
+            oerrors: raw.oerrors,
+            rx_nombuf: raw.rx_nombuf,
+        }
+    }
+
     pub fn link(&self) -> LinkStatus {
         let mut link = sys::rte_eth_link::default();
         // SAFETY: link is a live local.
@@ -259,40 +326,59 @@ impl Drop for Port {
     }
 }
 
-/// Receives up to the free room of `out` packets from `port`/`queue`.
-#[inline]
-pub fn rx_burst(port: u16, queue: u16, out: &mut ArrayVec<Mbuf, BURST>) -> usize {
-    let len = out.len();
-    let room = BURST - len;
-    // SAFETY: Mbuf is repr(transparent) over a non-null rte_mbuf pointer, so
-    // the vector's spare capacity is an array of `room` mbuf pointers; the
-    // driver fills n <= room of them with owned, valid mbufs.
-    unsafe {
-        let slots = out.as_mut_ptr().add(len) as *mut *mut sys::rte_mbuf;
-        let n = sys::rte_eth_rx_burst(port, queue, slots, room as u16) as usize;
-        out.set_len(len + n);
-        n
+impl RxQueue {
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Receives up to the free room of `out` packets.
+    #[inline]
+    pub fn burst(&mut self, out: &mut ArrayVec<Mbuf, BURST>) -> usize {
+        let len = out.len();
+        let room = BURST - len;
+        // SAFETY: Mbuf is repr(transparent) over a non-null rte_mbuf pointer,
+        // so the vector's spare capacity is an array of `room` mbuf pointers;
+        // the driver fills n <= room of them with owned, valid mbufs. This
+        // handle is the queue's only user.
+        unsafe {
+            let slots = out.as_mut_ptr().add(len) as *mut *mut sys::rte_mbuf;
+            let n = sys::rte_eth_rx_burst(self.port, self.queue, slots, room as u16) as usize;
+            out.set_len(len + n);
+            n
+        }
     }
 }
 
-/// Sends the packets in `pkts`; those the driver took are removed, those it
-/// could not take (ring full) stay in `pkts` for the caller to retry or drop.
-#[inline]
-pub fn tx_burst(port: u16, queue: u16, pkts: &mut ArrayVec<Mbuf, BURST>) -> usize {
-    let len = pkts.len();
-    if len == 0 {
-        return 0;
+impl TxQueue {
+    pub fn port(&self) -> u16 {
+        self.port
     }
-    // SAFETY: as in rx_burst; the driver owns the first n mbufs afterwards,
-    // so they are removed without running Drop, and the rest shift down.
-    unsafe {
-        let base = pkts.as_mut_ptr();
-        let n = sys::rte_eth_tx_burst(port, queue, base as *mut *mut sys::rte_mbuf, len as u16)
-            as usize;
-        if n < len {
-            std::ptr::copy(base.add(n), base, len - n);
+
+    /// Sends the packets in `pkts`; those the driver took are removed,
+    /// those it could not take (ring full) stay in `pkts` for the caller to
+    /// retry or drop.
+    #[inline]
+    pub fn burst(&mut self, pkts: &mut ArrayVec<Mbuf, BURST>) -> usize {
+        let len = pkts.len();
+        if len == 0 {
+            return 0;
         }
-        pkts.set_len(len - n);
-        n
+        // SAFETY: as in RxQueue::burst; the driver owns the first n mbufs
+        // afterwards, so they are removed without running Drop, and the rest
+        // shift down. This handle is the queue's only user.
+        unsafe {
+            let base = pkts.as_mut_ptr();
+            let n = sys::rte_eth_tx_burst(
+                self.port,
+                self.queue,
+                base as *mut *mut sys::rte_mbuf,
+                len as u16,
+            ) as usize;
+            if n < len {
+                std::ptr::copy(base.add(n), base, len - n);
+            }
+            pkts.set_len(len - n);
+            n
+        }
     }
 }

@@ -281,6 +281,113 @@ impl fmt::Debug for LocalPool {
     }
 }
 
+/// One worker's local address pools: a `LocalPool` per local address,
+/// made the first time a service lists the address and shared by every
+/// service that does. Keyed by address rather than by service so that a
+/// change to a service's local addresses leaves the ports its sessions hold
+/// where they are: adding an address adds a pool, removing one stops new
+/// connections from using it while its sessions return their ports.
+pub struct LocalPools {
+    pools: Vec<LocalPool>,
+    ports: RangeInclusive<u16>,
+    worker: u16,
+    workers: u16,
+}
+
+impl LocalPools {
+    pub fn new(ports: RangeInclusive<u16>, worker: u16, workers: u16) -> LocalPools {
+        LocalPools {
+            pools: Vec::new(),
+            ports,
+            worker,
+            workers,
+        }
+    }
+
+    /// The pool of `addr`, made (allocating its queues) if there is none:
+    /// call it when a configuration change arrives, never per packet.
+    pub fn ensure(&mut self, addr: Ipv4Addr) -> usize {
+        if let Some(i) = self.index_of(addr) {
+            return i;
+        }
+        self.pools.push(LocalPool::new(
+            &[addr],
+            self.ports.clone(),
+            self.worker,
+            self.workers,
+        ));
+        self.pools.len() - 1
+    }
+
+    fn index_of(&self, addr: Ipv4Addr) -> Option<usize> {
+        self.pools.iter().position(|p| p.local_addrs() == [addr])
+    }
+
+    /// A free (local address, port) toward `real` from the pools `pools`
+    /// (indexes from `ensure`, a service's local addresses in order), round
+    /// robin from `*next`; None when every one is out of ports in `real`'s
+    /// bucket. O(local addresses), allocation-free.
+    #[inline]
+    pub fn alloc(
+        &mut self,
+        pools: &[usize],
+        next: &mut usize,
+        real: SocketAddrV4,
+    ) -> Option<SocketAddrV4> {
+        let n = pools.len();
+        for k in 0..n {
+            let i = (*next + k) % n;
+            if let Some(pair) = self.pools.get_mut(pools[i]).and_then(|p| p.alloc(real)) {
+                *next = (i + 1) % n;
+                return Some(pair);
+            }
+        }
+        None
+    }
+
+    /// Returns `local`, taken toward `real`, to its address's pool.
+    #[inline]
+    pub fn free(&mut self, local: SocketAddrV4, real: SocketAddrV4) {
+        if let Some(pool) = self
+            .pools
+            .iter_mut()
+            .find(|p| p.local_addrs() == [*local.ip()])
+        {
+            pool.free(local, real);
+        }
+    }
+
+    /// Free pairs over the addresses `addrs`.
+    pub fn available(&self, addrs: &[Ipv4Addr]) -> usize {
+        addrs
+            .iter()
+            .filter_map(|a| self.index_of(*a))
+            .map(|i| self.pools[i].available())
+            .sum()
+    }
+
+    /// Drops the pools of addresses no service lists any more and whose
+    /// ports have all come back. Indexes from `ensure` change: call it
+    /// before ensuring the current addresses.
+    pub fn retain(&mut self, listed: impl Fn(Ipv4Addr) -> bool) {
+        self.pools.retain(|p| {
+            p.local_addrs().first().is_some_and(|a| listed(*a)) || p.available() < p.capacity()
+        });
+    }
+
+    pub fn memory_bytes(&self) -> usize {
+        self.pools.iter().map(LocalPool::memory_bytes).sum()
+    }
+
+    /// Every pool's address and the pairs of it in use (its sessions).
+    pub fn in_use(&self) -> impl Iterator<Item = (Ipv4Addr, usize)> + '_ {
+        self.pools.iter().filter_map(|p| {
+            let addr = *p.local_addrs().first()?;
+            Some((addr, p.capacity() - p.available()))
+        })
+    }
+}
+
 /// The bucket of a real server: Fibonacci hashing of its address:port. Not
 /// keyed: real servers are configured by the operator, not chosen by the
 /// network, and a fixed hash keeps the spread reproducible.
@@ -568,6 +675,34 @@ mod tests {
             2,
         );
         assert!(four.memory_bytes() < 4 * 560 * 1024);
+    }
+
+    #[test]
+    fn pools_per_address_are_shared_and_survive_changes() {
+        let r = real(2, 80);
+        let mut pools = LocalPools::new(5000..=5001, 0, 1);
+        let (p0, p1) = (pools.ensure(L0), pools.ensure(L1));
+        assert_eq!(pools.ensure(L0), p0, "one pool per address");
+        let mut next = 0;
+        let a = pools.alloc(&[p0, p1], &mut next, r).unwrap();
+        let b = pools.alloc(&[p0, p1], &mut next, r).unwrap();
+        assert_eq!((*a.ip(), *b.ip()), (L0, L1), "round robin");
+        // Another service listing L1 draws from the same ports.
+        let mut other = 0;
+        let c = pools.alloc(&[p1], &mut other, r).unwrap();
+        assert_ne!(c, b);
+        assert_eq!(pools.alloc(&[p1], &mut other, r), None);
+        assert_eq!(pools.available(&[L0, L1]), 2 * 2 * BUCKETS - 3);
+        // L0 no longer listed: its pool stays while a port is out.
+        pools.retain(|addr| addr == L1);
+        assert_eq!(pools.available(&[L0]), 2 * BUCKETS - 1);
+        pools.free(a, r);
+        pools.retain(|addr| addr == L1);
+        assert_eq!(pools.available(&[L0]), 0, "gone once every port came back");
+        let p1 = pools.ensure(L1);
+        pools.free(b, r);
+        let mut next = 0;
+        assert_eq!(pools.alloc(&[p1], &mut next, r), Some(b));
     }
 
     #[test]

@@ -16,14 +16,16 @@ pub mod icmp_error;
 pub mod laddr;
 pub mod mem;
 pub mod nat;
+pub mod persistence;
 pub mod scheduler;
 pub mod service;
 pub mod session;
+pub mod stats;
 pub mod tcp_state;
 
 /// A transport protocol a service can balance. The discriminant is the IP
 /// protocol number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u8)]
 pub enum Proto {
     Tcp = 6,
@@ -54,6 +56,8 @@ impl fmt::Display for Proto {
         f.write_str(self.as_str())
     }
 }
+
+serde_as_text!(Proto);
 
 impl FromStr for Proto {
     type Err = ParseError;

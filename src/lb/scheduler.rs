@@ -17,14 +17,31 @@ pub enum SchedulerKind {
     /// Weighted round robin: over `sum(weights)` picks each real server is
     /// picked exactly `weight` times, spread out rather than in bursts.
     Wrr,
+    Lc,
+    Wlc,
+    Sed,
+    Nq,
+    Sh,
+    Mh,
 }
+
+const NAMES: [(SchedulerKind, &str); 8] = [
+    (SchedulerKind::Rr, "rr"),
+    (SchedulerKind::Wrr, "wrr"),
+    (SchedulerKind::Lc, "lc"),
+    (SchedulerKind::Wlc, "wlc"),
+    (SchedulerKind::Sed, "sed"),
+    (SchedulerKind::Nq, "nq"),
+    (SchedulerKind::Sh, "sh"),
+    (SchedulerKind::Mh, "mh"),
+];
 
 impl SchedulerKind {
     pub fn as_str(self) -> &'static str {
-        match self {
-            SchedulerKind::Rr => "rr",
-            SchedulerKind::Wrr => "wrr",
-        }
+        NAMES
+            .iter()
+            .find(|(k, _)| *k == self)
+            .map_or("?", |(_, n)| n)
     }
 }
 
@@ -34,17 +51,17 @@ impl fmt::Display for SchedulerKind {
     }
 }
 
+serde_as_text!(SchedulerKind);
+
 impl FromStr for SchedulerKind {
     type Err = ParseError;
 
     fn from_str(s: &str) -> Result<SchedulerKind, ParseError> {
-        if s.eq_ignore_ascii_case("rr") {
-            Ok(SchedulerKind::Rr)
-        } else if s.eq_ignore_ascii_case("wrr") {
-            Ok(SchedulerKind::Wrr)
-        } else {
-            Err(ParseError::new("scheduler", s, "rr, wrr"))
-        }
+        NAMES
+            .iter()
+            .find(|(_, n)| n.eq_ignore_ascii_case(s))
+            .map(|(k, _)| *k)
+            .ok_or_else(|| ParseError::new("scheduler", s, "rr, wrr, lc, wlc, sed, nq, sh, mh"))
     }
 }
 
@@ -66,8 +83,8 @@ impl Scheduler {
     /// `weights[i]` is the weight of real server `i`; 0 quiesces it.
     pub fn new(kind: SchedulerKind, weights: &[u32]) -> Scheduler {
         let current = match kind {
-            SchedulerKind::Rr => Box::default(),
             SchedulerKind::Wrr => vec![0; weights.len()].into_boxed_slice(),
+            _ => Box::default(),
         };
         Scheduler {
             kind,
@@ -85,8 +102,8 @@ impl Scheduler {
     /// there are no real servers or all have weight 0.
     pub fn pick(&mut self) -> Option<usize> {
         match self.kind {
-            SchedulerKind::Rr => self.pick_rr(),
             SchedulerKind::Wrr => self.pick_wrr(),
+            _ => self.pick_rr(),
         }
     }
 
@@ -127,6 +144,100 @@ impl Scheduler {
     }
 }
 
+// ---- Interim API (the full set of schedulers replaces this file) ----
+
+/// ipvsadm `--sched-flags` for sh and mh: fall back to another real when
+/// the chosen one is unavailable, and hash the client port too.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SchedFlags {
+    pub fallback: bool,
+    pub port: bool,
+}
+
+impl SchedFlags {
+    /// ipvsadm's `--sched-flags` text ("sh-fallback,sh-port").
+    pub fn parse(kind: SchedulerKind, text: &str) -> Result<SchedFlags, ParseError> {
+        let mut flags = SchedFlags::default();
+        let prefix = match kind {
+            SchedulerKind::Sh => "sh-",
+            SchedulerKind::Mh => "mh-",
+            _ => "",
+        };
+        for word in text.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+            match word.strip_prefix(prefix).filter(|_| !prefix.is_empty()) {
+                Some("fallback") => flags.fallback = true,
+                Some("port") => flags.port = true,
+                _ => {
+                    return Err(ParseError::new(
+                        "scheduler flag",
+                        word,
+                        "sh-fallback, sh-port (sh), mh-fallback, mh-port (mh)",
+                    ))
+                }
+            }
+        }
+        Ok(flags)
+    }
+}
+
+/// The default Maglev lookup table size (a prime).
+pub const DEFAULT_MH_TABLE_SIZE: u32 = 65537;
+
+/// Immutable per-service scheduling data.
+#[derive(Debug, Clone)]
+pub struct SchedTable {
+    kind: SchedulerKind,
+    flags: SchedFlags,
+    weights: Box<[u32]>,
+}
+
+impl SchedTable {
+    pub fn new(
+        kind: SchedulerKind,
+        flags: SchedFlags,
+        reals: &[(std::net::SocketAddrV4, u32)],
+        _mh_size: u32,
+    ) -> SchedTable {
+        SchedTable {
+            kind,
+            flags,
+            weights: reals.iter().map(|r| r.1).collect(),
+        }
+    }
+    pub fn kind(&self) -> SchedulerKind {
+        self.kind
+    }
+    pub fn flags(&self) -> SchedFlags {
+        self.flags
+    }
+}
+
+/// Per-worker mutable state for one service.
+#[derive(Debug, Clone)]
+pub struct SchedState(Scheduler);
+
+impl SchedState {
+    pub fn new(table: &SchedTable) -> SchedState {
+        SchedState(Scheduler::new(table.kind, &table.weights))
+    }
+}
+
+/// Connection counts of this worker by real index.
+pub trait ConnCounts {
+    fn active(&self, real: usize) -> u32;
+    fn inactive(&self, real: usize) -> u32;
+}
+
+pub fn pick(
+    _table: &SchedTable,
+    state: &mut SchedState,
+    _client: std::net::Ipv4Addr,
+    _client_port: u16,
+    _conns: &impl ConnCounts,
+) -> Option<usize> {
+    state.0.pick()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,7 +268,7 @@ mod tests {
     fn names() {
         assert_eq!("rr".parse::<SchedulerKind>(), Ok(SchedulerKind::Rr));
         assert_eq!("WRR".parse::<SchedulerKind>(), Ok(SchedulerKind::Wrr));
-        assert!("lc".parse::<SchedulerKind>().is_err());
+        assert!("xx".parse::<SchedulerKind>().is_err());
         assert_eq!(SchedulerKind::Wrr.as_str(), "wrr");
     }
 

@@ -1,8 +1,9 @@
 //! Virtual services (IPVS `ip_vs_service`) and their real servers
 //! (`ip_vs_dest`), and the immutable table the dataplane looks them up in.
 //!
-//! A `ServiceTable` is built once from configuration and then only read: a
-//! configuration change builds a new table, which is swapped in as a whole.
+//! A `ServiceTable` is built on the control side from the desired state and
+//! then only read: a change builds a new table, which reaches the workers
+//! in a new snapshot.
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -10,7 +11,7 @@ use std::str::FromStr;
 
 use hashbrown::{HashMap, HashSet};
 
-use super::scheduler::SchedulerKind;
+use super::scheduler::SchedTable;
 use super::{ParseError, Proto};
 
 /// How packets reach the real server (IPVS forwarding method).
@@ -39,6 +40,8 @@ impl fmt::Display for ForwardMode {
     }
 }
 
+serde_as_text!(ForwardMode);
+
 impl FromStr for ForwardMode {
     type Err = ParseError;
 
@@ -53,31 +56,61 @@ impl FromStr for ForwardMode {
     }
 }
 
-/// A real server behind a service. Weight 0 quiesces it: existing sessions
-/// continue, no new ones are scheduled to it.
+/// A virtual service's identity: protocol, VIP and port.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub struct ServiceKey {
+    pub proto: Proto,
+    pub vip: SocketAddrV4,
+}
+
+impl fmt::Display for ServiceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.proto, self.vip)
+    }
+}
+
+/// Persistence (`ipvsadm -p TIMEOUT -M NETMASK`): new connections from one
+/// client network go to the same real server while a template lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Persistence {
+    /// Seconds a template outlives the last connection that used it.
+    pub timeout: u32,
+    pub netmask: Ipv4Addr,
+}
+
+/// A real server as the dataplane sees it. Weight 0 quiesces it: existing
+/// sessions continue, no new ones are scheduled to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RealServer {
     pub addr: SocketAddrV4,
     pub weight: u32,
+    /// Its slot of per-worker counters (`lb::stats`); stays with the real
+    /// while it exists and while sessions to it live on after removal.
+    pub slot: u32,
 }
 
 /// A virtual service: clients connect to `vip` with `proto`, and each new
-/// connection goes to one of `reals`, chosen by `scheduler`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// connection goes to one of `reals`, chosen by its scheduler.
+#[derive(Debug, Clone)]
 pub struct Service {
-    pub vip: SocketAddrV4,
-    pub proto: Proto,
+    pub key: ServiceKey,
     pub mode: ForwardMode,
-    pub scheduler: SchedulerKind,
+    pub sched: SchedTable,
+    pub persistence: Option<Persistence>,
     pub reals: Vec<RealServer>,
     /// FULLNAT local addresses (`ipvsadm --add-laddr`); empty in NAT mode.
     pub laddrs: Vec<Ipv4Addr>,
 }
 
 impl Service {
-    /// The real servers' weights in order, as `Scheduler::new` takes them.
-    pub fn weights(&self) -> impl Iterator<Item = u32> + '_ {
-        self.reals.iter().map(|r| r.weight)
+    pub fn vip(&self) -> SocketAddrV4 {
+        self.key.vip
+    }
+
+    pub fn proto(&self) -> Proto {
+        self.key.proto
     }
 }
 
@@ -135,7 +168,7 @@ impl ServiceTable {
         let mut vip_set = HashSet::new();
         let mut vip_list = Vec::new();
         for (id, service) in services.iter().enumerate() {
-            let (proto, vip) = (service.proto, service.vip);
+            let (proto, vip) = (service.key.proto, service.key.vip);
             // Fits: checked against u32 above.
             if by_addr.insert((proto, vip), id as ServiceId).is_some() {
                 return Err(ServiceError::Duplicate { proto, vip });
@@ -166,12 +199,13 @@ impl ServiceTable {
     }
 
     /// The service listening on `proto` `vip` (address and port).
+    #[inline]
     pub fn find(&self, proto: Proto, vip: SocketAddrV4) -> Option<ServiceId> {
         self.by_addr.get(&(proto, vip)).copied()
     }
 
-    /// `None` only for an id that did not come from this table (for example
-    /// a session scheduled under a previous configuration).
+    /// `None` only for an id that did not come from this table.
+    #[inline]
     pub fn get(&self, id: ServiceId) -> Option<&Service> {
         self.services.get(id as usize)
     }
@@ -207,24 +241,32 @@ impl ServiceTable {
 mod tests {
     use super::*;
     use crate::lb::alloc_count::allocations_during;
+    use crate::lb::scheduler::{SchedFlags, SchedulerKind};
 
     fn addr(s: &str) -> SocketAddrV4 {
         s.parse().unwrap()
     }
 
     fn service(proto: Proto, vip: &str, reals: &[(&str, u32)]) -> Service {
+        let reals: Vec<RealServer> = reals
+            .iter()
+            .enumerate()
+            .map(|(i, &(a, weight))| RealServer {
+                addr: addr(a),
+                weight,
+                slot: i as u32,
+            })
+            .collect();
+        let weights: Vec<_> = reals.iter().map(|r| (r.addr, r.weight)).collect();
         Service {
-            vip: addr(vip),
-            proto,
+            key: ServiceKey {
+                proto,
+                vip: addr(vip),
+            },
             mode: ForwardMode::Nat,
-            scheduler: SchedulerKind::Rr,
-            reals: reals
-                .iter()
-                .map(|&(a, weight)| RealServer {
-                    addr: addr(a),
-                    weight,
-                })
-                .collect(),
+            sched: SchedTable::new(SchedulerKind::Rr, SchedFlags::default(), &weights, 13),
+            persistence: None,
+            reals,
             laddrs: Vec::new(),
         }
     }
@@ -249,8 +291,8 @@ mod tests {
         assert_eq!(t.find(Proto::Udp, addr("10.0.0.1:443")), None);
         assert_eq!(t.find(Proto::Tcp, addr("10.0.0.3:80")), None);
         let s = t.get(3).unwrap();
-        assert_eq!(s.vip, addr("10.0.0.2:80"));
-        assert_eq!(s.weights().collect::<Vec<_>>(), vec![2]);
+        assert_eq!(s.vip(), addr("10.0.0.2:80"));
+        assert_eq!(s.reals[0].weight, 2);
         assert!(t.get(4).is_none());
         assert_eq!(t.iter().map(|(id, _)| id).collect::<Vec<_>>(), [0, 1, 2, 3]);
     }

@@ -35,7 +35,6 @@ use std::hash::BuildHasher;
 use std::net::Ipv4Addr;
 
 use super::mem;
-use super::service::ServiceId;
 use super::tcp_state::TcpState;
 use super::Proto;
 
@@ -90,7 +89,7 @@ impl ConnState {
     }
 }
 
-/// One connection through a service. 64 bytes.
+/// One connection through a service. 48 bytes.
 ///
 /// The pipeline rewrites an inbound packet to (src = `outbound.dst:dport`,
 /// dst = `outbound.src:sport`) and an outbound packet to (src =
@@ -103,15 +102,12 @@ pub struct Session {
     /// As replies from the real server arrive: real -> client (NAT), or
     /// real -> local address (FULLNAT).
     pub outbound: FlowKey,
-    pub service: ServiceId,
-    /// Index of the real server in the service's `reals`.
+    /// The counter slot of its real server (`lb::stats`).
     pub real: u32,
     pub state: ConnState,
     /// Milliseconds (on the clock passed to `SessionTable::expire`) at which
     /// the session expires unless refreshed.
     pub expires: u64,
-    pub in_pkts: u64,
-    pub out_pkts: u64,
 }
 
 /// Index of a session's slot in its `SessionTable`. Reused after removal.
@@ -348,6 +344,21 @@ impl SessionTable {
         let session = self.slots.get(id as usize)?.0?;
         self.release(id, &session);
         Some(session)
+    }
+
+    /// Live sessions among slots `from..from + count`, in slot order: a
+    /// bounded piece of a listing.
+    pub fn iter_slots(
+        &self,
+        from: usize,
+        count: usize,
+    ) -> impl Iterator<Item = (SessionId, &Session)> + '_ {
+        let end = from.saturating_add(count).min(self.slots.len());
+        let from = from.min(end);
+        self.slots[from..end]
+            .iter()
+            .enumerate()
+            .filter_map(move |(i, slot)| Some(((from + i) as SessionId, slot.0.as_ref()?)))
     }
 
     /// Live sessions in slot order. O(capacity): for the control plane, not
@@ -698,12 +709,9 @@ mod tests {
                 dst: client,
                 dport: sport,
             },
-            service: 0,
             real: 0,
             state: ConnState::Tcp(TcpState::SynRecv),
             expires,
-            in_pkts: 1,
-            out_pkts: 0,
         }
     }
 
@@ -735,8 +743,8 @@ mod tests {
             per_session
         );
         assert_eq!(size_of::<FlowKey>(), 14);
-        assert_eq!(size_of::<Session>(), 64);
-        assert_eq!(size_of::<Option<Session>>(), 64);
+        assert_eq!(size_of::<Session>(), 48);
+        assert_eq!(size_of::<Option<Session>>(), 48);
         assert_eq!(size_of::<Slot>(), 64);
         // 64 (slot) + 8 (link) + 2 * 2 * 8 (indexes) + the wheel's sentinels.
         assert!(per_session < 104.2, "{per_session}");
@@ -758,8 +766,8 @@ mod tests {
         assert_eq!(t.lookup_outbound(&s.inbound), None);
         assert_eq!(t.lookup_inbound(&session(3, 0).inbound), None);
         assert_eq!(t.get(b), Some(&s));
-        t.get_mut(a).unwrap().in_pkts += 1;
-        assert_eq!(t.get(a).unwrap().in_pkts, 2);
+        t.get_mut(a).unwrap().real = 7;
+        assert_eq!(t.get(a).unwrap().real, 7);
         assert_eq!(t.get(99), None);
         assert_eq!(t.get(NIL), None);
         assert_eq!(t.iter().map(|(id, _)| id).collect::<Vec<_>>(), [a, b]);

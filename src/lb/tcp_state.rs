@@ -147,7 +147,7 @@ pub fn transition(state: TcpState, dir: Direction, flags: TcpFlags) -> TcpState 
 
 /// Idle timeouts in seconds. `Default` is IPVS's defaults (`tcp_timeouts[]`
 /// and `udp_timeouts[]`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Timeouts {
     pub none: u32,
     pub established: u32,

@@ -93,6 +93,8 @@ impl fmt::Display for Ipv4Cidr {
     }
 }
 
+serde_as_text!(Ipv4Cidr);
+
 impl FromStr for Ipv4Cidr {
     type Err = CidrError;
 

@@ -92,6 +92,8 @@ impl fmt::Display for ParseEthernetAddressError {
 
 impl std::error::Error for ParseEthernetAddressError {}
 
+serde_as_text!(EthernetAddress);
+
 impl FromStr for EthernetAddress {
     type Err = ParseEthernetAddressError;
 

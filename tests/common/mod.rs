@@ -716,6 +716,9 @@ pub fn fullnat_service<R: AsRef<str>>(
 pub struct Sluice {
     child: Option<Child>,
     config: PathBuf,
+    /// Its control socket (in the testbed's state dir unless the config
+    /// names one).
+    socket: PathBuf,
     stdout_path: PathBuf,
     stderr_path: PathBuf,
 }
@@ -792,7 +795,21 @@ impl Sluice {
         let config = dir.join(format!("sluice-{n}.toml"));
         let stdout_path = dir.join(format!("sluice-{n}.out"));
         let stderr_path = dir.join(format!("sluice-{n}.err"));
-        fs::write(&config, config_toml).unwrap_or_else(|e| panic!("write {config:?}: {e}"));
+        // Each sluice gets its own control socket, unless the test chose one.
+        let mut socket = dir.join(format!("sluice-{n}.sock"));
+        let mut toml = config_toml.to_string();
+        match toml.lines().find_map(|l| {
+            l.trim()
+                .strip_prefix("socket = \"")
+                .and_then(|r| r.strip_suffix('"'))
+        }) {
+            Some(chosen) => socket = PathBuf::from(chosen),
+            None if !toml.contains("[control]") => {
+                toml.push_str(&format!("\n[control]\nsocket = \"{}\"\n", socket.display()));
+            }
+            None => {}
+        }
+        fs::write(&config, &toml).unwrap_or_else(|e| panic!("write {config:?}: {e}"));
         let stdout = fs::File::create(&stdout_path).expect("create sluice stdout file");
         let stderr = fs::File::create(&stderr_path).expect("create sluice stderr file");
         let mut cmd = Command::new("ip");
@@ -816,6 +833,7 @@ impl Sluice {
         let mut sluice = Sluice {
             child: Some(child),
             config,
+            socket,
             stdout_path,
             stderr_path,
         };
@@ -858,6 +876,34 @@ impl Sluice {
 
     pub fn config_path(&self) -> &Path {
         &self.config
+    }
+
+    /// Its control socket.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Runs `sluice ctl --socket SOCKET ARGS...` (on the host: the socket is
+    /// a file, reachable from any namespace).
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        run(Command::new(SLUICE)
+            .arg("ctl")
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args))
+    }
+
+    /// `ctl` that must succeed; returns stdout.
+    pub fn ctl_ok(&self, args: &[&str]) -> String {
+        let out = self.ctl(args);
+        if !out.status.success() {
+            panic!(
+                "{}\n{}",
+                describe(&format!("sluice ctl {args:?}"), &out),
+                self.output_dump()
+            );
+        }
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// Whether the process is still running.

@@ -160,8 +160,15 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         tx_checksum_offload: false,
         ..PortSetup::default()
     };
-    let client_port = Port::start(0, setup, &pool).map_err(|e| e.to_string())?;
-    let server_port = Port::start(1, setup, &pool).map_err(|e| e.to_string())?;
+    let mut client_port = Port::start(0, setup, &pool).map_err(|e| e.to_string())?;
+    let mut server_port = Port::start(1, setup, &pool).map_err(|e| e.to_string())?;
+    let queues = |port: &mut Port| {
+        port.take_queues()
+            .and_then(|mut q| q.pop())
+            .ok_or_else(|| format!("port {}: no queue", port.id()))
+    };
+    let client_queues = queues(&mut client_port)?;
+    let server_queues = queues(&mut server_port)?;
 
     let addrs = client_addrs(cli.client, cli.clients, *cli.vip.ip());
     let (first_client, last_client) = (addrs[0], addrs[addrs.len() - 1]);
@@ -197,7 +204,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     let phase = Arc::new(AtomicU8::new(Phase::Resolving as u8));
     let setup = EngineSetup {
         client_port: client_port.id(),
-        server_port: server_port.id(),
+        client_queues,
+        server_queues,
         client_mac: client_port.mac(),
         server_mac: server_port.mac(),
         pool: Arc::clone(&pool),

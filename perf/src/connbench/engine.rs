@@ -11,7 +11,7 @@ use super::frame::{self, Received, Segment};
 use super::server::{Server, ServerSegment};
 use super::stats::{Counters, SharedCounters, Stat};
 use arrayvec::ArrayVec;
-use sluice::dpdk::{self, Mbuf, Mempool, BURST};
+use sluice::dpdk::{self, Mbuf, Mempool, RxQueue, TxQueue, BURST};
 use sluice::wire::arp::{operation, ArpRepr};
 use sluice::wire::EthernetAddress;
 use std::net::Ipv4Addr;
@@ -58,7 +58,9 @@ impl Phase {
 /// What the engine needs; the ports are started and the pool made.
 pub struct EngineSetup {
     pub client_port: u16,
-    pub server_port: u16,
+    /// The client and server ports' queue pairs, owned by the engine's lcore.
+    pub client_queues: (RxQueue, TxQueue),
+    pub server_queues: (RxQueue, TxQueue),
     pub client_mac: EthernetAddress,
     pub server_mac: EthernetAddress,
     pub pool: Arc<Mempool>,
@@ -93,7 +95,7 @@ pub struct Outcome {
 
 /// Per-port tx buffer, flushed when full and once per loop iteration.
 struct Tx {
-    port: u16,
+    queue: TxQueue,
     buf: ArrayVec<Mbuf, BURST>,
 }
 
@@ -115,10 +117,7 @@ impl Tx {
             if self.buf.is_empty() {
                 return;
             }
-            c.add(
-                Stat::TxPackets,
-                dpdk::tx_burst(self.port, 0, &mut self.buf) as u64,
-            );
+            c.add(Stat::TxPackets, self.queue.burst(&mut self.buf) as u64);
         }
         c.add(Stat::TxDropped, self.buf.len() as u64);
         self.buf.clear();
@@ -180,15 +179,18 @@ fn arp_answer(mut m: Mbuf, req: &ArpRepr, mac: EthernetAddress, c: &mut Counters
 
 /// Runs until the drain ends or `stop` is set.
 pub fn run(mut s: EngineSetup) -> Outcome {
+    // The queues move out; the rest of the setup is used field by field.
+    let (mut rx_client, client_tx) = s.client_queues;
+    let (mut rx_server, server_tx) = s.server_queues;
     let hz = dpdk::tsc_hz().max(1);
     let secs = |x: f64| (x * hz as f64) as u64;
     let mut c = Counters::default();
     let mut tx_client = Tx {
-        port: s.client_port,
+        queue: client_tx,
         buf: ArrayVec::new(),
     };
     let mut tx_server = Tx {
-        port: s.server_port,
+        queue: server_tx,
         buf: ArrayVec::new(),
     };
     let vip_addr = s.clients.vip();
@@ -242,7 +244,7 @@ pub fn run(mut s: EngineSetup) -> Outcome {
         s.phase.store(phase as u8, Ordering::Relaxed);
 
         // Client side: ARP, and the server's segments via sluice.
-        if dpdk::rx_burst(s.client_port, 0, &mut rx) > 0 {
+        if rx_client.burst(&mut rx) > 0 {
             c.add(Stat::RxPackets, rx.len() as u64);
             for m in &rx {
                 m.prefetch();
@@ -283,7 +285,7 @@ pub fn run(mut s: EngineSetup) -> Outcome {
         }
 
         // Server side: the responder.
-        if dpdk::rx_burst(s.server_port, 0, &mut rx) > 0 {
+        if rx_server.burst(&mut rx) > 0 {
             c.add(Stat::RxPackets, rx.len() as u64);
             for m in &rx {
                 m.prefetch();

@@ -9,11 +9,17 @@ impl<P: PacketBuf> Pipeline<P> {
     /// subnet holds it (all ports if none does), so switches and neighbours
     /// learn where it lives. Worker 0 only: one announcement is enough.
     pub fn announce(&mut self, io: &mut impl Io<P>) {
+        let addrs = self.snap.announced_addrs();
+        self.announce_addrs(&addrs, io);
+    }
+
+    /// Gratuitous ARP for `addrs` (worker 0 only).
+    pub(super) fn announce_addrs(&mut self, addrs: &[Ipv4Addr], io: &mut impl Io<P>) {
         if self.worker != 0 {
             return;
         }
         let snap = Arc::clone(&self.snap);
-        for addr in snap.announced_addrs() {
+        for &addr in addrs {
             for port in snap.announce_ports(addr) {
                 let repr = ArpRepr {
                     operation: operation::REQUEST,

@@ -12,13 +12,16 @@ mod parse;
 mod translate;
 
 use super::counters::{Counter, Counters};
+use super::query::{NeighbourInfo, Query, Reply, SessionInfo, SESSION_SCAN};
 use super::snapshot::{Destination, Snapshot};
 use crate::lb::icmp_error;
-use crate::lb::laddr::{self, LocalPool};
+use crate::lb::laddr::{self, LocalPools};
 use crate::lb::nat;
-use crate::lb::scheduler::Scheduler;
+use crate::lb::persistence::Templates;
+use crate::lb::scheduler::SchedState;
 use crate::lb::service::ForwardMode;
 use crate::lb::session::{ConnState, FlowKey, InsertError, Session, SessionTable};
+use crate::lb::stats::RealStats;
 use crate::lb::tcp_state::{self, Direction, TcpFlags, TcpState};
 use crate::lb::Proto;
 use crate::net::neighbour::{Enqueue, NeighbourConfig, NeighbourEvent, NeighbourTable};
@@ -34,7 +37,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
 use parse::{flow_key, parse_ipv4, parse_l4};
-use translate::release_local;
+use translate::SessionEnds;
 
 /// A packet buffer the pipeline can read and rewrite.
 pub trait PacketBuf {
@@ -133,63 +136,125 @@ pub fn client_owner(addr: Ipv4Addr, port: u16, workers: u16) -> u16 {
     ((u64::from(x) * u64::from(workers)) >> 32) as u16
 }
 
-/// One worker's pipeline: its sessions, neighbours, schedulers and local
-/// address pools, and the configuration snapshot it runs on.
+/// Templates a pipeline made on its own has room for (tests, tools).
+const DEFAULT_TEMPLATES: usize = 4096;
+
+/// One worker's mutable state for one service (aligned with the
+/// snapshot's services, rebuilt when a new snapshot arrives).
+struct ServiceState {
+    sched: SchedState,
+    /// FULLNAT: this service's local addresses' pools (`LocalPools::ensure`).
+    pools: Vec<usize>,
+    /// Where the round robin over local addresses resumes.
+    next_laddr: usize,
+}
+
+/// One worker's pipeline: its sessions, neighbours, scheduling state,
+/// local address pools and per-real counters, and the configuration
+/// snapshot it runs on.
 pub struct Pipeline<P> {
     snap: Arc<Snapshot>,
     /// This worker's index and the number of workers.
     worker: u16,
     workers: u16,
-    /// Per-service scheduler state, owned by this worker.
-    schedulers: Vec<Scheduler>,
-    /// Per-service FULLNAT local address pools (None for NAT services).
-    pools: Vec<Option<LocalPool>>,
+    services: Vec<ServiceState>,
+    /// FULLNAT local address pools, one per local address.
+    pools: LocalPools,
     sessions: SessionTable,
     neighbours: NeighbourTable<P>,
     /// Recent forwarding decisions; refreshed every `NEXTHOP_CACHE_MS`.
     nexthops: NextHopCache,
     nexthops_refreshed: u64,
+    /// Per real server slot.
+    stats: RealStats,
+    /// Persistence templates, shared with every other worker.
+    templates: Arc<Templates>,
     counters: Counters,
 }
 
 impl<P: PacketBuf> Pipeline<P> {
-    /// The pipeline of worker `worker` out of `snap.workers`.
+    /// The pipeline of worker `worker` out of `snap.workers`, with
+    /// persistence templates of its own.
     pub fn new(snap: Arc<Snapshot>, worker: u16) -> Self {
+        Pipeline::with_templates(snap, worker, Arc::new(Templates::new(DEFAULT_TEMPLATES)))
+    }
+
+    /// The pipeline of worker `worker`, sharing `templates` with the others.
+    pub fn with_templates(snap: Arc<Snapshot>, worker: u16, templates: Arc<Templates>) -> Self {
         let workers = snap.workers;
-        let schedulers = snap
-            .services
-            .iter()
-            .map(|(_, s)| Scheduler::new(s.scheduler, &s.weights().collect::<Vec<_>>()))
-            .collect();
-        let pools = snap
-            .services
-            .iter()
-            .map(|(_, s)| {
-                (s.mode == ForwardMode::FullNat).then(|| {
-                    LocalPool::new(&s.laddrs, snap.local_port_range.clone(), worker, workers)
-                })
-            })
-            .collect();
-        let mut neighbours = NeighbourTable::new(NeighbourConfig {
+        let neighbours = NeighbourTable::new(NeighbourConfig {
             capacity: snap.max_neighbours,
             ..NeighbourConfig::default()
         });
-        for n in &snap.neighbours {
-            // The snapshot validated ports; a full table only refuses extras.
-            let _ = neighbours.add_static(n.addr, n.mac.0, n.port);
-        }
-        Pipeline {
+        let mut p = Pipeline {
             sessions: SessionTable::with_capacity(snap.max_sessions),
             worker,
             workers,
-            schedulers,
-            pools,
+            services: Vec::new(),
+            pools: LocalPools::new(snap.local_port_range.clone(), worker, workers),
             neighbours,
             nexthops: NextHopCache::default(),
             nexthops_refreshed: 0,
+            stats: RealStats::new(snap.slots.len()),
+            templates,
             counters: Counters::default(),
-            snap,
+            snap: Arc::clone(&snap),
+        };
+        p.adopt(&snap, None);
+        p
+    }
+
+    /// Moves onto a new configuration snapshot. Sessions, neighbours, local
+    /// ports in use and counters carry over; what the snapshot changed
+    /// (services, schedulers, routes, static neighbours, real server slots)
+    /// takes effect for the next packet. New VIPs and local addresses are
+    /// announced. Called between bursts, never per packet; it may allocate
+    /// (a new local address's pool).
+    pub fn switch(&mut self, snap: Arc<Snapshot>, io: &mut impl Io<P>) {
+        let old = std::mem::replace(&mut self.snap, Arc::clone(&snap));
+        self.adopt(&snap, Some(&old));
+        let added: Vec<Ipv4Addr> = snap
+            .announced_addrs()
+            .into_iter()
+            .filter(|a| !matches!(old.destination(*a), Destination::Vip | Destination::Laddr))
+            .collect();
+        self.announce_addrs(&added, io);
+    }
+
+    fn adopt(&mut self, snap: &Snapshot, old: Option<&Snapshot>) {
+        // Pools first: dropping unused ones renumbers them.
+        self.pools
+            .retain(|a| snap.destination(a) == Destination::Laddr);
+        let pools = &mut self.pools;
+        self.services = snap
+            .services
+            .iter()
+            .map(|(_, s)| ServiceState {
+                sched: SchedState::new(&s.sched),
+                pools: if s.mode == ForwardMode::FullNat {
+                    s.laddrs.iter().map(|a| pools.ensure(*a)).collect()
+                } else {
+                    Vec::new()
+                },
+                next_laddr: 0,
+            })
+            .collect();
+        // Static neighbours: gone ones forgotten, new or changed ones set.
+        if let Some(old) = old {
+            for n in &old.neighbours {
+                if !snap.neighbours.contains(n) {
+                    self.neighbours.remove(n.addr);
+                }
+            }
         }
+        for n in &snap.neighbours {
+            if old.is_none_or(|o| !o.neighbours.contains(n)) {
+                // The snapshot validated ports; a full table only refuses extras.
+                let _ = self.neighbours.add_static(n.addr, n.mac.0, n.port);
+            }
+        }
+        self.nexthops.invalidate();
+        self.stats.sync(&snap.slots);
     }
 
     pub fn counters(&self) -> &Counters {
@@ -208,12 +273,70 @@ impl<P: PacketBuf> Pipeline<P> {
         &self.neighbours
     }
 
-    /// Free (local address, port) pairs of service `service`'s pool.
+    /// Free (local address, port) pairs over service `service`'s local
+    /// addresses; None for a NAT service.
     pub fn laddr_available(&self, service: u32) -> Option<usize> {
-        self.pools
-            .get(service as usize)?
-            .as_ref()
-            .map(|p| p.available())
+        let s = self.snap.services.get(service)?;
+        (s.mode == ForwardMode::FullNat).then(|| self.pools.available(&s.laddrs))
+    }
+
+    /// Answers a question of the control side (bounded work, no allocation:
+    /// the buffer comes with the question).
+    pub fn answer(&self, query: Query, now: u64) -> Reply {
+        match query {
+            Query::Sessions { from, mut buf } => {
+                for (_, s) in self.sessions.iter_slots(from, SESSION_SCAN) {
+                    if buf.len() == buf.capacity() {
+                        break;
+                    }
+                    buf.push(SessionInfo {
+                        proto: s.inbound.proto,
+                        client: SocketAddrV4::new(s.inbound.src, s.inbound.sport),
+                        vip: SocketAddrV4::new(s.inbound.dst, s.inbound.dport),
+                        local: SocketAddrV4::new(s.outbound.dst, s.outbound.dport),
+                        real: SocketAddrV4::new(s.outbound.src, s.outbound.sport),
+                        state: s.state,
+                        expires_in_ms: s.expires.saturating_sub(now),
+                        worker: self.worker,
+                    });
+                }
+                let next = from + SESSION_SCAN;
+                Reply::Sessions {
+                    next: (next < self.sessions.capacity()).then_some(next),
+                    buf,
+                }
+            }
+            Query::Neighbours { mut buf } => {
+                for (addr, n) in self.neighbours.iter() {
+                    if buf.len() == buf.capacity() {
+                        break;
+                    }
+                    buf.push(NeighbourInfo {
+                        addr,
+                        mac: n.mac.map(EthernetAddress),
+                        port: n.port,
+                        state: n.state,
+                        worker: self.worker,
+                    });
+                }
+                Reply::Neighbours { buf }
+            }
+        }
+    }
+
+    /// Each local address pool's address and the pairs in use.
+    pub fn laddrs_in_use(&self) -> impl Iterator<Item = (Ipv4Addr, usize)> + '_ {
+        self.pools.in_use()
+    }
+
+    /// This worker's per-real counters, by slot.
+    pub fn real_stats(&self) -> &RealStats {
+        &self.stats
+    }
+
+    /// The snapshot this worker runs on.
+    pub fn snapshot(&self) -> &Arc<Snapshot> {
+        &self.snap
     }
 
     /// Handles one frame received on `in_port`.
@@ -285,11 +408,17 @@ impl<P: PacketBuf> Pipeline<P> {
             self.nexthops.invalidate();
             self.nexthops_refreshed = now;
         }
+        let mut ends = SessionEnds {
+            pools: &mut self.pools,
+            stats: &mut self.stats,
+            templates: &self.templates,
+            snap: &self.snap,
+            now,
+        };
         let counters = &mut self.counters;
-        let pools = &mut self.pools;
         self.sessions.expire(now, EXPIRE_BUDGET, |s| {
             counters.inc(Counter::SessionsExpired);
-            release_local(pools, s);
+            ends.end(s);
         });
 
         // Collect first: the events borrow the table, the sends need self.

@@ -421,7 +421,12 @@ fn nat_both_ways_with_tcp_states() {
     });
     let s = lb.p.sessions().get(id.unwrap()).unwrap();
     assert_eq!(s.state, ConnState::Tcp(TcpState::Established));
-    assert_eq!((s.in_pkts, s.out_pkts), (2, 1));
+    // The real's counters: 2 in (SYN, ACK), 1 out (SYN-ACK), one
+    // connection, now active.
+    let c = *lb.p.real_stats().get(s.real).unwrap();
+    assert_eq!((c.conns, c.in_pkts, c.out_pkts), (1, 2, 1));
+    assert_eq!((c.active, c.inactive), (1, 0));
+    assert_eq!(c.in_bytes, 2 * 44, "IP bytes: two 44-byte packets");
     assert_eq!(s.expires, 900_000, "ESTABLISHED: IPVS's 900 s");
 
     // Client closes first: IPVS moves to CLOSE_WAIT with its 60 s.

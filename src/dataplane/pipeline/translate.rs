@@ -3,6 +3,9 @@
 //! sending it to its next hop.
 
 use super::*;
+use crate::lb::persistence::TemplateKey;
+use crate::lb::scheduler;
+use crate::lb::stats::ServiceConns;
 
 impl<P: PacketBuf> Pipeline<P> {
     /// Client -> VIP: find or create the session, translate toward the real
@@ -22,7 +25,7 @@ impl<P: PacketBuf> Pipeline<P> {
                 // and schedule the new connection afresh, as IPVS does with
                 // conn_reuse_mode=1.
                 if let Some(old) = self.sessions.remove(id) {
-                    release_local(&mut self.pools, &old);
+                    self.session_ends(now).end(&old);
                     self.counters.inc(Counter::SessionsReused);
                 }
                 match self.new_session(key, l4, now) {
@@ -69,24 +72,25 @@ impl<P: PacketBuf> Pipeline<P> {
         if l4.proto == Proto::Tcp && !(l4.flags.syn && !l4.flags.ack && !l4.flags.rst) {
             return Err(Counter::DropNoSession);
         }
-        let Some(real_idx) = self.schedulers[svc_id as usize].pick() else {
+        let real_idx = self.schedule(svc_id, key.src, key.sport, now)?;
+        let (Some(service), Some(state)) = (
+            self.snap.services.get(svc_id),
+            self.services.get_mut(svc_id as usize),
+        ) else {
+            return Err(Counter::DropNoService);
+        };
+        let Some(real) = service.reals.get(real_idx).copied() else {
             return Err(Counter::DropNoRealServer);
         };
-        let Some(real) = self
-            .snap
-            .services
-            .get(svc_id)
-            .and_then(|s| s.reals.get(real_idx))
-        else {
-            return Err(Counter::DropNoRealServer);
-        };
-        let real = real.addr;
         // NAT: the real server answers the client itself (through us).
         // FULLNAT: it answers a local address and port from this worker's
         // pool, whose port tells which worker owns the session.
-        let local = match self.pools.get_mut(svc_id as usize) {
-            Some(Some(pool)) => pool.alloc(real).ok_or(Counter::DropLaddrExhausted)?,
-            _ => SocketAddrV4::new(key.src, key.sport),
+        let local = match service.mode {
+            ForwardMode::FullNat => self
+                .pools
+                .alloc(&state.pools, &mut state.next_laddr, real.addr)
+                .ok_or(Counter::DropLaddrExhausted)?,
+            ForwardMode::Nat => SocketAddrV4::new(key.src, key.sport),
         };
         let state = match l4.proto {
             Proto::Tcp => ConnState::Tcp(TcpState::None),
@@ -96,30 +100,97 @@ impl<P: PacketBuf> Pipeline<P> {
             inbound: key,
             outbound: FlowKey {
                 proto: key.proto,
-                src: *real.ip(),
-                sport: real.port(),
+                src: *real.addr.ip(),
+                sport: real.addr.port(),
                 dst: *local.ip(),
                 dport: local.port(),
             },
-            service: svc_id,
-            real: real_idx as u32,
+            real: real.slot,
             state,
             expires: now,
-            in_pkts: 0,
-            out_pkts: 0,
         };
         match self.sessions.insert(session) {
             Ok(id) => {
                 self.counters.inc(Counter::Conns);
+                self.stats.opened(real.slot);
                 Ok(id)
             }
             Err(e) => {
-                release_local(&mut self.pools, &session);
+                if service.mode == ForwardMode::FullNat {
+                    self.pools.free(local, real.addr);
+                }
                 Err(match e {
                     InsertError::Full => Counter::DropSessionTableFull,
                     InsertError::Exists => Counter::DropSessionConflict,
                 })
             }
+        }
+    }
+
+    /// The real server (index in the service) for a new connection from
+    /// `client`:`port`: the persistence template's where the service is
+    /// persistent and the template's real still takes connections, else
+    /// the scheduler's pick (recorded in a template for persistence).
+    fn schedule(
+        &mut self,
+        svc_id: u32,
+        client: Ipv4Addr,
+        port: u16,
+        now: u64,
+    ) -> Result<usize, Counter> {
+        let (Some(service), Some(state)) = (
+            self.snap.services.get(svc_id),
+            self.services.get_mut(svc_id as usize),
+        ) else {
+            return Err(Counter::DropNoService);
+        };
+        let conns = ServiceConns {
+            reals: &service.reals,
+            stats: &self.stats,
+        };
+        let Some(p) = service.persistence else {
+            return scheduler::pick(&service.sched, &mut state.sched, client, port, &conns)
+                .ok_or(Counter::DropNoRealServer);
+        };
+        // Templates bind to a real that takes new connections: one quiesced
+        // (weight 0) or removed no longer holds its clients (IPVS's
+        // expire_quiescent_template).
+        let usable = |slot: u32| {
+            service
+                .reals
+                .iter()
+                .position(|r| r.slot == slot && r.weight > 0)
+        };
+        let key = TemplateKey::new(&self.templates, &service.key, client, p.netmask);
+        let now_s = now / 1000;
+        let expires = now_s + u64::from(p.timeout);
+        let found = self.templates.lookup(key, now_s);
+        if let Some(i) = found.and_then(usable) {
+            self.templates
+                .bind(key, service.reals[i].slot, now_s, expires);
+            return Ok(i);
+        }
+        let i = scheduler::pick(&service.sched, &mut state.sched, client, port, &conns)
+            .ok_or(Counter::DropNoRealServer)?;
+        let slot = service.reals[i].slot;
+        let bound = if found.is_some() {
+            self.templates.replace(key, slot, now_s, expires);
+            slot
+        } else {
+            self.templates.bind(key, slot, now_s, expires)
+        };
+        // Another worker bound this client an instant earlier: follow it.
+        Ok(usable(bound).unwrap_or(i))
+    }
+
+    /// What ends a session: its counters, its local port, its template.
+    pub(super) fn session_ends(&mut self, now: u64) -> SessionEnds<'_> {
+        SessionEnds {
+            pools: &mut self.pools,
+            stats: &mut self.stats,
+            templates: &self.templates,
+            snap: &self.snap,
+            now,
         }
     }
 
@@ -157,18 +228,36 @@ impl<P: PacketBuf> Pipeline<P> {
         let Some(s) = self.sessions.get_mut(id) else {
             return Verdict::Drop(Counter::DropNotServed);
         };
+        let slot = s.real;
+        let Some(real) = self.stats.get_mut(slot) else {
+            return Verdict::Drop(Counter::DropNotServed);
+        };
+        if real.expire {
+            // Its real is gone and the operator wants its sessions ended
+            // (IPVS's expire_nodest_conn): on their next packet.
+            if let Some(old) = self.sessions.remove(id) {
+                self.session_ends(now).end(&old);
+            }
+            return Verdict::Drop(Counter::DropRealRemoved);
+        }
+        let was_active = s.state.is_active();
         s.state = next_state(s.state, dir, l4.flags);
+        let active = s.state.is_active();
+        let bytes = (ip.l4_end - ETH_LEN) as u64;
         let (toward, counter) = match dir {
             Direction::Inbound => {
-                s.in_pkts += 1;
+                real.in_pkts += 1;
+                real.in_bytes += bytes;
                 (s.outbound, Counter::InPkts)
             }
             Direction::Outbound => {
-                s.out_pkts += 1;
+                real.out_pkts += 1;
+                real.out_bytes += bytes;
                 (s.inbound, Counter::OutPkts)
             }
         };
         let expires = now + timeout_ms(timeouts, s.state);
+        self.stats.changed(slot, was_active, active);
         self.sessions.set_expires(id, expires);
         self.counters.inc(counter);
         let src = SocketAddrV4::new(toward.dst, toward.dport);
@@ -269,13 +358,42 @@ impl<P: PacketBuf> Pipeline<P> {
     }
 }
 
-/// Returns a FULLNAT session's local address and port to its pool.
-pub(super) fn release_local(pools: &mut [Option<LocalPool>], s: &Session) {
-    if let Some(Some(pool)) = pools.get_mut(s.service as usize) {
-        pool.free(
-            SocketAddrV4::new(s.outbound.dst, s.outbound.dport),
-            SocketAddrV4::new(s.outbound.src, s.outbound.sport),
-        );
+/// Everything a session holds beyond its table slot, given back when it
+/// ends (expiry, reuse, removal): the per-real counts, a FULLNAT local
+/// port, and the persistence template's lease.
+pub(super) struct SessionEnds<'a> {
+    pub pools: &'a mut LocalPools,
+    pub stats: &'a mut RealStats,
+    pub templates: &'a Templates,
+    pub snap: &'a Snapshot,
+    pub now: u64,
+}
+
+impl SessionEnds<'_> {
+    pub fn end(&mut self, s: &Session) {
+        self.stats.closed(s.real, s.state.is_active());
+        let real = SocketAddrV4::new(s.outbound.src, s.outbound.sport);
+        let local = SocketAddrV4::new(s.outbound.dst, s.outbound.dport);
+        // NAT sessions answer the client itself; FULLNAT ones a local port.
+        if local != SocketAddrV4::new(s.inbound.src, s.inbound.sport) {
+            self.pools.free(local, real);
+        }
+        let vip = SocketAddrV4::new(s.inbound.dst, s.inbound.dport);
+        if let Some(service) = self
+            .snap
+            .services
+            .find(s.inbound.proto, vip)
+            .and_then(|id| self.snap.services.get(id))
+        {
+            if let Some(p) = service.persistence {
+                // IPVS keeps a template for its timeout after the last
+                // connection that used it.
+                let key = TemplateKey::new(self.templates, &service.key, s.inbound.src, p.netmask);
+                let now_s = self.now / 1000;
+                self.templates
+                    .touch(key, s.real, now_s, now_s + u64::from(p.timeout));
+            }
+        }
     }
 }
 

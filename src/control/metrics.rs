@@ -1,0 +1,356 @@
+//! Prometheus: `GET /metrics` in the text exposition format (0.0.4), served
+//! on `[control] metrics = "ADDR:PORT"` by the main lcore.
+//!
+//! Per service and per real server, the node_exporter IPVS collector's
+//! metric and label names under a `sluice_` prefix, so IPVS dashboards
+//! port with a rename; then the data plane: every drop counter as a
+//! `reason`, per-worker busy cycles and sessions, mbufs, and each port's
+//! NIC figures.
+
+use super::api::{ServicesView, StatsView};
+use crate::dataplane::counters::{Counter, Counters};
+use crate::dpdk::PortStats;
+use std::fmt::Write as _;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+/// Everything a scrape shows, gathered by the caller.
+pub struct Scrape<'a> {
+    pub services: &'a ServicesView,
+    pub counters: &'a Counters,
+    pub workers: &'a [Counters],
+    pub ports: &'a [PortStats],
+    pub mbufs_in_use: u32,
+    pub mbufs: u32,
+}
+
+/// A metric family of one kind of value: (name or suffix, help, getter).
+type Field<T> = (&'static str, &'static str, fn(&T) -> u64);
+
+/// Writes one metric family: HELP, TYPE, then its samples.
+struct Family<'a> {
+    out: &'a mut String,
+}
+
+impl Family<'_> {
+    fn head(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.out, "# HELP {name} {help}");
+        let _ = writeln!(self.out, "# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, String)], value: u64) {
+        self.out.push_str(name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                // Values are addresses, ports and names: nothing to escape
+                // but a quote or a backslash, which never occur; escape anyway.
+                let v = v.replace('\\', "\\\\").replace('"', "\\\"");
+                let _ = write!(self.out, "{k}=\"{v}\"");
+            }
+            self.out.push('}');
+        }
+        let _ = writeln!(self.out, " {value}");
+    }
+}
+
+/// The exposition text.
+pub fn render(s: &Scrape) -> String {
+    let mut out = String::new();
+    let mut f = Family { out: &mut out };
+
+    let service_labels = |proto: &str, vip: std::net::SocketAddrV4| {
+        vec![
+            ("local_address", vip.ip().to_string()),
+            ("local_port", vip.port().to_string()),
+            ("proto", proto.to_uppercase()),
+        ]
+    };
+    let stat_families: [Field<StatsView>; 5] = [
+        ("connections_total", "connections scheduled", |v| v.conns),
+        ("incoming_packets_total", "packets from clients", |v| {
+            v.in_pkts
+        }),
+        ("outgoing_packets_total", "packets to clients", |v| {
+            v.out_pkts
+        }),
+        ("incoming_bytes_total", "bytes from clients (IP)", |v| {
+            v.in_bytes
+        }),
+        ("outgoing_bytes_total", "bytes to clients (IP)", |v| {
+            v.out_bytes
+        }),
+    ];
+    for (suffix, help, get) in stat_families {
+        let name = format!("sluice_ipvs_{suffix}");
+        f.head(&name, "counter", &format!("Virtual service: {help}."));
+        for svc in &s.services.services {
+            f.sample(
+                &name,
+                &service_labels(svc.proto.as_str(), svc.vip),
+                get(&svc.stats),
+            );
+        }
+    }
+    let real_labels = |proto: &str, vip: std::net::SocketAddrV4, real: std::net::SocketAddrV4| {
+        let mut l = service_labels(proto, vip);
+        l.insert(2, ("remote_address", real.ip().to_string()));
+        l.insert(3, ("remote_port", real.port().to_string()));
+        l
+    };
+    let gauges: [Field<super::api::RealView>; 3] = [
+        (
+            "sluice_ipvs_backend_connections_active",
+            "Real server: connections in ESTABLISHED (ActiveConn).",
+            |r| r.active,
+        ),
+        (
+            "sluice_ipvs_backend_connections_inactive",
+            "Real server: other connections (InActConn).",
+            |r| r.inactive,
+        ),
+        (
+            "sluice_ipvs_backend_weight",
+            "Real server: weight (0: no new connections).",
+            |r| u64::from(r.weight),
+        ),
+    ];
+    for (name, help, get) in gauges {
+        f.head(name, "gauge", help);
+        for svc in &s.services.services {
+            for r in &svc.reals {
+                f.sample(
+                    name,
+                    &real_labels(svc.proto.as_str(), svc.vip, r.addr),
+                    get(r),
+                );
+            }
+        }
+    }
+    for (suffix, help, get) in stat_families {
+        let name = format!("sluice_ipvs_backend_{suffix}");
+        f.head(&name, "counter", &format!("Real server: {help}."));
+        for svc in &s.services.services {
+            for r in &svc.reals {
+                f.sample(
+                    &name,
+                    &real_labels(svc.proto.as_str(), svc.vip, r.addr),
+                    get(&r.stats),
+                );
+            }
+        }
+    }
+
+    f.head(
+        "sluice_drops_total",
+        "counter",
+        "Packets dropped by the data plane, by reason.",
+    );
+    for &c in Counter::ALL {
+        if let Some(reason) = c.name().strip_prefix("drop_") {
+            f.sample(
+                "sluice_drops_total",
+                &[("reason", reason.to_string())],
+                s.counters.get(c),
+            );
+        }
+    }
+    for &c in Counter::ALL {
+        let name = c.name();
+        if name.starts_with("drop_") || matches!(c, Counter::SessionsLive | Counter::BusyCycles) {
+            continue;
+        }
+        let metric = format!("sluice_{name}_total");
+        f.head(&metric, "counter", &format!("Data plane counter {name}."));
+        f.sample(&metric, &[], s.counters.get(c));
+    }
+    f.head(
+        "sluice_worker_busy_cycles_total",
+        "counter",
+        "TSC cycles a worker spent on loop iterations that had packets.",
+    );
+    for (w, c) in s.workers.iter().enumerate() {
+        f.sample(
+            "sluice_worker_busy_cycles_total",
+            &[("worker", w.to_string())],
+            c.get(Counter::BusyCycles),
+        );
+    }
+    f.head(
+        "sluice_worker_sessions",
+        "gauge",
+        "Sessions in a worker's table.",
+    );
+    for (w, c) in s.workers.iter().enumerate() {
+        f.sample(
+            "sluice_worker_sessions",
+            &[("worker", w.to_string())],
+            c.get(Counter::SessionsLive),
+        );
+    }
+    f.head(
+        "sluice_mbufs_in_use",
+        "gauge",
+        "Packet buffers taken from the pool.",
+    );
+    f.sample("sluice_mbufs_in_use", &[], u64::from(s.mbufs_in_use));
+    f.head("sluice_mbufs", "gauge", "Packet buffers in the pool.");
+    f.sample("sluice_mbufs", &[], u64::from(s.mbufs));
+    let nic: [Field<PortStats>; 8] = [
+        ("ipackets", "packets received", |p| p.ipackets),
+        ("opackets", "packets sent", |p| p.opackets),
+        ("ibytes", "bytes received", |p| p.ibytes),
+        ("obytes", "bytes sent", |p| p.obytes),
+        ("imissed", "packets the NIC dropped (rx queues full)", |p| {
+            p.imissed
+        }),
+        ("ierrors", "receive errors", |p| p.ierrors),
+        ("oerrors", "transmit errors", |p| p.oerrors),
+        ("rx_nombuf", "receives that found no mbuf", |p| p.rx_nombuf),
+    ];
+    for (field, help, get) in nic {
+        let name = format!("sluice_port_{field}_total");
+        f.head(&name, "counter", &format!("NIC: {help} (rte_eth_stats)."));
+        for (port, p) in s.ports.iter().enumerate() {
+            f.sample(&name, &[("port", port.to_string())], get(p));
+        }
+    }
+    out
+}
+
+/// The HTTP listener for `/metrics`. Deliberately tiny: one GET per
+/// connection, bounded in size and time, on the main lcore.
+pub struct MetricsListener {
+    listener: TcpListener,
+}
+
+const REQUEST_LIMIT: usize = 8192;
+const DEADLINE: Duration = Duration::from_secs(2);
+
+impl MetricsListener {
+    pub fn bind(addr: SocketAddr) -> Result<MetricsListener, String> {
+        let listener =
+            TcpListener::bind(addr).map_err(|e| format!("control.metrics {addr}: {e}"))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| format!("control.metrics {addr}: {e}"))?;
+        Ok(MetricsListener { listener })
+    }
+
+    pub fn raw_fd(&self) -> i32 {
+        self.listener.as_raw_fd()
+    }
+
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+
+    /// Serves every connection waiting now; `body` renders the metrics.
+    pub fn serve(&self, mut body: impl FnMut() -> String) {
+        loop {
+            match self.listener.accept() {
+                Ok((stream, _)) => serve_one(stream, &mut body),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+fn serve_one(mut stream: TcpStream, body: &mut impl FnMut() -> String) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(DEADLINE));
+    let _ = stream.set_write_timeout(Some(DEADLINE));
+    let mut req = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !req.windows(4).any(|w| w == b"\r\n\r\n") && !req.windows(2).any(|w| w == b"\n\n") {
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => req.extend_from_slice(&chunk[..n]),
+        }
+        if req.len() > REQUEST_LIMIT {
+            break;
+        }
+    }
+    let line = String::from_utf8_lossy(&req);
+    let mut words = line.split_whitespace();
+    let (status, content) = match (words.next(), words.next()) {
+        (Some("GET"), Some(path)) if path == "/metrics" || path.starts_with("/metrics?") => {
+            ("200 OK", body())
+        }
+        (Some("GET"), Some(_)) => ("404 Not Found", "only /metrics here\n".to_string()),
+        _ => ("400 Bad Request", "bad request\n".to_string()),
+    };
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        content.len()
+    );
+    let _ = stream.write_all(head.as_bytes());
+    let _ = stream.write_all(content.as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::api::{RateView, RealView, ServiceView};
+    use crate::lb::scheduler::{SchedFlags, SchedulerKind};
+    use crate::lb::service::ForwardMode;
+    use crate::lb::Proto;
+
+    #[test]
+    fn exposition_has_help_type_and_labels() {
+        let services = ServicesView {
+            max_sessions: 10,
+            workers: 1,
+            services: vec![ServiceView {
+                proto: Proto::Tcp,
+                vip: "10.10.0.100:80".parse().unwrap(),
+                scheduler: SchedulerKind::Wrr,
+                flags: SchedFlags::default(),
+                persistence: None,
+                mode: ForwardMode::Nat,
+                laddrs: vec![],
+                stats: StatsView {
+                    conns: 3,
+                    in_pkts: 30,
+                    out_pkts: 20,
+                    in_bytes: 3000,
+                    out_bytes: 20000,
+                },
+                rate: RateView::default(),
+                reals: vec![RealView {
+                    addr: "192.168.10.2:8080".parse().unwrap(),
+                    weight: 2,
+                    mode: ForwardMode::Nat,
+                    active: 1,
+                    inactive: 2,
+                    stats: StatsView::default(),
+                    rate: RateView::default(),
+                }],
+            }],
+        };
+        let mut counters = Counters::default();
+        counters.add(Counter::DropNoRoute, 7);
+        let text = render(&Scrape {
+            services: &services,
+            counters: &counters,
+            workers: &[counters.clone()],
+            ports: &[PortStats::default()],
+            mbufs_in_use: 5,
+            mbufs: 100,
+        });
+        assert!(text.contains(
+            "sluice_ipvs_connections_total{local_address=\"10.10.0.100\",local_port=\"80\",proto=\"TCP\"} 3"
+        ), "{text}");
+        assert!(text.contains("sluice_ipvs_backend_connections_active{local_address=\"10.10.0.100\",local_port=\"80\",remote_address=\"192.168.10.2\",remote_port=\"8080\",proto=\"TCP\"} 1"), "{text}");
+        assert!(text.contains("sluice_drops_total{reason=\"no_route\"} 7"));
+        assert!(text.contains("# TYPE sluice_ipvs_backend_weight gauge"));
+        assert!(text.contains("sluice_port_imissed_total{port=\"0\"} 0"));
+    }
+}

@@ -1,0 +1,922 @@
+//! The desired state of the load balancer as plain data (virtual services,
+//! their real servers and local addresses, static routes and neighbours,
+//! timeouts), and the one way to change it: `State::apply(change)`.
+//!
+//! `apply` is the only place that validates a change. The TOML loader, a
+//! `sluice ctl` command, a `-R` batch, a reload and (later) a health check
+//! all go through it, so they accept and refuse exactly the same things.
+//! A change never mutates: it returns a new `State`, and an error leaves
+//! the old one as it was.
+//!
+//! The interfaces (ports and their addresses) are part of the state but no
+//! change touches them: they are fixed when the ports start.
+
+use crate::control::config::InterfaceConfig;
+use crate::lb::laddr;
+use crate::lb::scheduler::{SchedFlags, SchedulerKind};
+pub use crate::lb::service::{ForwardMode, Persistence, ServiceKey};
+use crate::lb::tcp_state::Timeouts;
+use crate::net::cidr::Ipv4Cidr;
+use crate::net::route::RouteTable;
+use crate::wire::EthernetAddress;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+/// The largest weight ipvsadm accepts.
+pub const MAX_WEIGHT: u32 = 65535;
+
+/// ipvsadm's default persistence timeout (`-p` without a value), seconds.
+pub const DEFAULT_PERSISTENCE: u32 = 300;
+
+/// The service-wide settings `-A`/`-E` set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceOptions {
+    pub scheduler: SchedulerKind,
+    pub flags: SchedFlags,
+    pub persistence: Option<Persistence>,
+}
+
+/// A real server of a service (`-a`/`-e`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RealSpec {
+    pub addr: SocketAddrV4,
+    /// 0 quiesces: no new connections, established ones carry on.
+    pub weight: u32,
+    pub mode: ForwardMode,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceSpec {
+    pub key: ServiceKey,
+    pub options: ServiceOptions,
+    /// FULLNAT local addresses (`--add-laddr`).
+    pub laddrs: Vec<Ipv4Addr>,
+    pub reals: Vec<RealSpec>,
+}
+
+impl ServiceSpec {
+    /// The forwarding mode its reals share; a service without reals is
+    /// FULLNAT if it has local addresses, NAT otherwise.
+    pub fn mode(&self) -> ForwardMode {
+        match self.reals.first() {
+            Some(r) => r.mode,
+            None if !self.laddrs.is_empty() => ForwardMode::FullNat,
+            None => ForwardMode::Nat,
+        }
+    }
+
+    pub fn real(&self, addr: SocketAddrV4) -> Option<&RealSpec> {
+        self.reals.iter().find(|r| r.addr == addr)
+    }
+}
+
+/// A static route (`sluice ctl route add PREFIX via GATEWAY`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteSpec {
+    pub prefix: Ipv4Cidr,
+    pub via: Ipv4Addr,
+}
+
+/// A static neighbour (`sluice ctl neigh add ADDR lladdr MAC port N`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NeighbourSpec {
+    pub addr: Ipv4Addr,
+    pub mac: EthernetAddress,
+    pub port: u16,
+}
+
+/// One change. A batch (`-R`, a reload, the TOML file) is a sequence of
+/// them applied as one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "op")]
+pub enum Change {
+    AddService {
+        key: ServiceKey,
+        options: ServiceOptions,
+    },
+    /// `-E`: replaces the service-wide settings (as ipvsadm does, options
+    /// not given take their defaults).
+    EditService {
+        key: ServiceKey,
+        options: ServiceOptions,
+    },
+    DeleteService {
+        key: ServiceKey,
+    },
+    /// `-C`: every service goes; routes and neighbours stay.
+    Clear,
+    AddReal {
+        key: ServiceKey,
+        real: RealSpec,
+    },
+    EditReal {
+        key: ServiceKey,
+        real: RealSpec,
+    },
+    DeleteReal {
+        key: ServiceKey,
+        addr: SocketAddrV4,
+    },
+    AddLaddr {
+        key: ServiceKey,
+        addr: Ipv4Addr,
+    },
+    DeleteLaddr {
+        key: ServiceKey,
+        addr: Ipv4Addr,
+    },
+    /// `--set TCP TCPFIN UDP`: seconds; 0 leaves that one unchanged.
+    SetTimeouts {
+        tcp: u32,
+        tcp_fin: u32,
+        udp: u32,
+    },
+    AddRoute {
+        route: RouteSpec,
+    },
+    DeleteRoute {
+        prefix: Ipv4Cidr,
+    },
+    /// `port` None: the port of the connected subnet holding `addr`.
+    AddNeighbour {
+        addr: Ipv4Addr,
+        mac: EthernetAddress,
+        port: Option<u16>,
+    },
+    DeleteNeighbour {
+        addr: Ipv4Addr,
+    },
+}
+
+/// Why a change was refused. `field` names the part of the change at
+/// fault (`weight`, `addr`, `laddrs`, ...) where one does, so the TOML
+/// loader can point at the exact key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyError {
+    pub field: Option<&'static str>,
+    pub reason: String,
+}
+
+impl ApplyError {
+    fn new(reason: impl Into<String>) -> ApplyError {
+        ApplyError {
+            field: None,
+            reason: reason.into(),
+        }
+    }
+
+    fn at(field: &'static str, reason: impl Into<String>) -> ApplyError {
+        ApplyError {
+            field: Some(field),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for ApplyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+impl std::error::Error for ApplyError {}
+
+/// The whole desired state. Cheap enough to clone per change: a load
+/// balancer's configuration is thousands of entries at most.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct State {
+    interfaces: Vec<InterfaceConfig>,
+    pub services: Vec<ServiceSpec>,
+    pub routes: Vec<RouteSpec>,
+    pub neighbours: Vec<NeighbourSpec>,
+    pub timeouts: Timeouts,
+    /// Most real servers over all services (slots for per-real counters).
+    max_reals: usize,
+}
+
+impl State {
+    /// An empty state on these interfaces (validated by the loader).
+    pub fn new(interfaces: Vec<InterfaceConfig>, max_reals: usize) -> State {
+        State {
+            interfaces,
+            services: Vec::new(),
+            routes: Vec::new(),
+            neighbours: Vec::new(),
+            timeouts: Timeouts::default(),
+            max_reals,
+        }
+    }
+
+    pub fn interfaces(&self) -> &[InterfaceConfig] {
+        &self.interfaces
+    }
+
+    pub fn max_reals(&self) -> usize {
+        self.max_reals
+    }
+
+    pub fn service(&self, key: &ServiceKey) -> Option<&ServiceSpec> {
+        self.services.iter().find(|s| s.key == *key)
+    }
+
+    fn service_mut(&mut self, key: &ServiceKey) -> Result<&mut ServiceSpec, ApplyError> {
+        self.services
+            .iter_mut()
+            .find(|s| s.key == *key)
+            .ok_or_else(|| ApplyError::new(format!("no service {key}")))
+    }
+
+    /// Real servers over all services.
+    pub fn real_count(&self) -> usize {
+        self.services.iter().map(|s| s.reals.len()).sum()
+    }
+
+    /// The routing table: connected routes of the interfaces, then the
+    /// static routes. The state only holds routes this accepts.
+    pub fn route_table(&self) -> Result<RouteTable, ApplyError> {
+        let mut table = RouteTable::new();
+        for iface in &self.interfaces {
+            for a in &iface.addrs {
+                // Two addresses in one subnet on one port share a route.
+                if table
+                    .lookup(a.address())
+                    .is_some_and(|nh| nh.port == iface.port && nh.addr == a.address())
+                {
+                    continue;
+                }
+                table
+                    .add_connected(*a, iface.port)
+                    .map_err(|e| ApplyError::new(e.to_string()))?;
+            }
+        }
+        for r in &self.routes {
+            table
+                .add_via(r.prefix, r.via)
+                .map_err(|e| ApplyError::new(e.to_string()))?;
+        }
+        Ok(table)
+    }
+
+    fn is_interface_addr(&self, addr: Ipv4Addr) -> bool {
+        self.interfaces
+            .iter()
+            .any(|i| i.addrs.iter().any(|a| a.address() == addr))
+    }
+
+    fn is_vip(&self, addr: Ipv4Addr) -> bool {
+        self.services.iter().any(|s| *s.key.vip.ip() == addr)
+    }
+
+    fn is_laddr(&self, addr: Ipv4Addr) -> bool {
+        self.services.iter().any(|s| s.laddrs.contains(&addr))
+    }
+
+    /// Applies one change; the state is untouched on error.
+    pub fn apply(&self, change: &Change) -> Result<State, ApplyError> {
+        let mut next = self.clone();
+        next.apply_in_place(change)?;
+        Ok(next)
+    }
+
+    /// Applies a batch as one: all of it, or (on the first error, whose
+    /// index is returned) none of it.
+    pub fn apply_all(&self, changes: &[Change]) -> Result<State, (usize, ApplyError)> {
+        let mut next = self.clone();
+        for (i, c) in changes.iter().enumerate() {
+            next.apply_in_place(c).map_err(|e| (i, e))?;
+        }
+        Ok(next)
+    }
+
+    fn apply_in_place(&mut self, change: &Change) -> Result<(), ApplyError> {
+        match change {
+            Change::AddService { key, options } => {
+                if self.service(key).is_some() {
+                    return Err(ApplyError::at(
+                        "vip",
+                        format!("service {key} already exists"),
+                    ));
+                }
+                if key.vip.port() == 0 {
+                    return Err(ApplyError::at("vip", "port 0 is not a service port"));
+                }
+                if self.is_laddr(*key.vip.ip()) {
+                    return Err(ApplyError::at(
+                        "vip",
+                        format!(
+                            "{} is a local address of a FULLNAT service; a VIP must be distinct",
+                            key.vip.ip()
+                        ),
+                    ));
+                }
+                check_options(key, options)?;
+                self.services.push(ServiceSpec {
+                    key: *key,
+                    options: options.clone(),
+                    laddrs: Vec::new(),
+                    reals: Vec::new(),
+                });
+            }
+            Change::EditService { key, options } => {
+                check_options(key, options)?;
+                self.service_mut(key)?.options = options.clone();
+            }
+            Change::DeleteService { key } => {
+                let before = self.services.len();
+                self.services.retain(|s| s.key != *key);
+                if self.services.len() == before {
+                    return Err(ApplyError::new(format!("no service {key}")));
+                }
+            }
+            Change::Clear => self.services.clear(),
+            Change::AddReal { key, real } => {
+                check_weight(real.weight)?;
+                if real.addr.port() == 0 {
+                    return Err(ApplyError::at("addr", "port 0 is not a real server port"));
+                }
+                if self.real_count() >= self.max_reals {
+                    return Err(ApplyError::at(
+                        "addr",
+                        format!(
+                            "too many real servers: at most {} (dataplane.max_reals)",
+                            self.max_reals
+                        ),
+                    ));
+                }
+                let service = self.service_mut(key)?;
+                if service.real(real.addr).is_some() {
+                    return Err(ApplyError::at(
+                        "addr",
+                        format!("real server {} already exists in service {key}", real.addr),
+                    ));
+                }
+                check_mode(service, real.mode, None)?;
+                service.reals.push(*real);
+            }
+            Change::EditReal { key, real } => {
+                check_weight(real.weight)?;
+                let service = self.service_mut(key)?;
+                check_mode(service, real.mode, Some(real.addr))?;
+                let existing = service
+                    .reals
+                    .iter_mut()
+                    .find(|r| r.addr == real.addr)
+                    .ok_or_else(|| {
+                        ApplyError::at(
+                            "addr",
+                            format!("no real server {} in service {key}", real.addr),
+                        )
+                    })?;
+                *existing = *real;
+            }
+            Change::DeleteReal { key, addr } => {
+                let service = self.service_mut(key)?;
+                let before = service.reals.len();
+                service.reals.retain(|r| r.addr != *addr);
+                if service.reals.len() == before {
+                    return Err(ApplyError::at(
+                        "addr",
+                        format!("no real server {addr} in service {key}"),
+                    ));
+                }
+            }
+            Change::AddLaddr { key, addr } => {
+                if self.is_vip(*addr) {
+                    return Err(ApplyError::at(
+                        "laddrs",
+                        format!("{addr} is also a VIP; local addresses must be distinct from VIPs"),
+                    ));
+                }
+                if self.is_interface_addr(*addr) {
+                    return Err(ApplyError::at(
+                        "laddrs",
+                        format!("{addr} is an interface address; local addresses must be distinct"),
+                    ));
+                }
+                let service = self.service_mut(key)?;
+                if service.reals.iter().any(|r| r.mode != ForwardMode::FullNat) {
+                    return Err(ApplyError::at(
+                        "laddrs",
+                        format!(
+                            "service {key} forwards in NAT mode; local addresses only apply to FULLNAT"
+                        ),
+                    ));
+                }
+                if service.laddrs.contains(addr) {
+                    return Err(ApplyError::at(
+                        "laddrs",
+                        format!("local address {addr} is already in service {key}"),
+                    ));
+                }
+                if service.laddrs.len() >= laddr::MAX_LADDRS {
+                    return Err(ApplyError::at(
+                        "laddrs",
+                        format!("at most {} local addresses per service", laddr::MAX_LADDRS),
+                    ));
+                }
+                service.laddrs.push(*addr);
+            }
+            Change::DeleteLaddr { key, addr } => {
+                let service = self.service_mut(key)?;
+                let before = service.laddrs.len();
+                service.laddrs.retain(|a| a != addr);
+                if service.laddrs.len() == before {
+                    return Err(ApplyError::at(
+                        "laddrs",
+                        format!("no local address {addr} in service {key}"),
+                    ));
+                }
+            }
+            Change::SetTimeouts { tcp, tcp_fin, udp } => {
+                if *tcp > 0 {
+                    self.timeouts.established = *tcp;
+                }
+                if *tcp_fin > 0 {
+                    self.timeouts.fin_wait = *tcp_fin;
+                }
+                if *udp > 0 {
+                    self.timeouts.udp = *udp;
+                }
+            }
+            Change::AddRoute { route } => {
+                self.routes.push(*route);
+                // The table itself checks host bits, duplicates and the
+                // gateway, exactly as at start.
+                if let Err(e) = self.route_table() {
+                    self.routes.pop();
+                    return Err(e);
+                }
+            }
+            Change::DeleteRoute { prefix } => {
+                let before = self.routes.len();
+                self.routes.retain(|r| r.prefix != *prefix);
+                if self.routes.len() == before {
+                    return Err(ApplyError::at(
+                        "prefix",
+                        format!("no static route to {prefix}"),
+                    ));
+                }
+            }
+            Change::AddNeighbour { addr, mac, port } => {
+                if !mac.is_unicast() {
+                    return Err(ApplyError::at("mac", format!("{mac} is not a unicast MAC")));
+                }
+                if self.neighbours.iter().any(|n| n.addr == *addr) {
+                    return Err(ApplyError::at(
+                        "addr",
+                        format!("static neighbour {addr} already exists"),
+                    ));
+                }
+                let port = match port {
+                    Some(p) => {
+                        if !self.interfaces.iter().any(|i| i.port == *p) {
+                            return Err(ApplyError::at(
+                                "port",
+                                format!("no interface on port {p}"),
+                            ));
+                        }
+                        *p
+                    }
+                    None => self
+                        .interfaces
+                        .iter()
+                        .find(|i| i.addrs.iter().any(|a| a.contains(*addr)))
+                        .map(|i| i.port)
+                        .ok_or_else(|| {
+                            ApplyError::at(
+                                "addr",
+                                format!("{addr} is on no interface's subnet; give its port"),
+                            )
+                        })?,
+                };
+                self.neighbours.push(NeighbourSpec {
+                    addr: *addr,
+                    mac: *mac,
+                    port,
+                });
+            }
+            Change::DeleteNeighbour { addr } => {
+                let before = self.neighbours.len();
+                self.neighbours.retain(|n| n.addr != *addr);
+                if self.neighbours.len() == before {
+                    return Err(ApplyError::at(
+                        "addr",
+                        format!("no static neighbour {addr}"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The changes that build this state from an empty one: what `-S`
+    /// prints (services, reals, local addresses, timeouts) plus routes and
+    /// neighbours. Applying them to `State::new` gives this state back.
+    pub fn to_changes(&self) -> Vec<Change> {
+        let mut out = Vec::new();
+        for n in &self.neighbours {
+            out.push(Change::AddNeighbour {
+                addr: n.addr,
+                mac: n.mac,
+                port: Some(n.port),
+            });
+        }
+        for r in &self.routes {
+            out.push(Change::AddRoute { route: *r });
+        }
+        out.extend(self.service_changes());
+        out
+    }
+
+    /// The ipvsadm part: services, their reals and local addresses, and
+    /// the timeouts where they differ from the defaults.
+    pub fn service_changes(&self) -> Vec<Change> {
+        let mut out = Vec::new();
+        let t = self.timeouts;
+        let d = Timeouts::default();
+        if (t.established, t.fin_wait, t.udp) != (d.established, d.fin_wait, d.udp) {
+            out.push(Change::SetTimeouts {
+                tcp: t.established,
+                tcp_fin: t.fin_wait,
+                udp: t.udp,
+            });
+        }
+        for s in &self.services {
+            out.push(Change::AddService {
+                key: s.key,
+                options: s.options.clone(),
+            });
+            for r in &s.reals {
+                out.push(Change::AddReal {
+                    key: s.key,
+                    real: *r,
+                });
+            }
+            for a in &s.laddrs {
+                out.push(Change::AddLaddr {
+                    key: s.key,
+                    addr: *a,
+                });
+            }
+        }
+        out
+    }
+}
+
+fn check_weight(weight: u32) -> Result<(), ApplyError> {
+    if weight > MAX_WEIGHT {
+        return Err(ApplyError::at(
+            "weight",
+            format!("{weight} is above {MAX_WEIGHT}"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_options(key: &ServiceKey, options: &ServiceOptions) -> Result<(), ApplyError> {
+    if let Some(p) = options.persistence {
+        if p.timeout == 0 {
+            return Err(ApplyError::at(
+                "persistence",
+                "the persistence timeout must be at least 1 second",
+            ));
+        }
+        let mask = u32::from(p.netmask);
+        if mask.leading_ones() + mask.trailing_zeros() != 32 {
+            return Err(ApplyError::at(
+                "persistence_netmask",
+                format!("{} is not a netmask", p.netmask),
+            ));
+        }
+    }
+    let uses_flags = matches!(options.scheduler, SchedulerKind::Sh | SchedulerKind::Mh);
+    if !uses_flags && options.flags != SchedFlags::default() {
+        return Err(ApplyError::at(
+            "sched_flags",
+            format!(
+                "service {key}: scheduler {} takes no flags (sh and mh do)",
+                options.scheduler
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A service's reals share one forwarding mode, and FULLNAT's local
+/// addresses only go with FULLNAT reals. `editing`: the real whose mode
+/// may change (it does not count against itself).
+fn check_mode(
+    service: &ServiceSpec,
+    mode: ForwardMode,
+    editing: Option<SocketAddrV4>,
+) -> Result<(), ApplyError> {
+    let others = service.reals.iter().filter(|r| Some(r.addr) != editing);
+    if let Some(other) = others.clone().find(|r| r.mode != mode) {
+        return Err(ApplyError::at(
+            "mode",
+            format!(
+                "service {} forwards to {} in {} mode; its reals share one mode",
+                service.key,
+                other.addr,
+                mode_name(other.mode)
+            ),
+        ));
+    }
+    if mode == ForwardMode::Nat && !service.laddrs.is_empty() {
+        return Err(ApplyError::at(
+            "mode",
+            format!(
+                "service {} has FULLNAT local addresses; a NAT (masq) real cannot join it",
+                service.key
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// ipvsadm's name of a forwarding method, as `-L` shows it.
+pub fn mode_name(mode: ForwardMode) -> &'static str {
+    match mode {
+        ForwardMode::Nat => "Masq",
+        ForwardMode::FullNat => "FullNat",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lb::Proto;
+
+    fn sa(s: &str) -> SocketAddrV4 {
+        s.parse().unwrap()
+    }
+
+    fn key(vip: &str) -> ServiceKey {
+        ServiceKey {
+            proto: Proto::Tcp,
+            vip: sa(vip),
+        }
+    }
+
+    fn opts(s: SchedulerKind) -> ServiceOptions {
+        ServiceOptions {
+            scheduler: s,
+            flags: SchedFlags::default(),
+            persistence: None,
+        }
+    }
+
+    fn real(addr: &str, weight: u32, mode: ForwardMode) -> RealSpec {
+        RealSpec {
+            addr: sa(addr),
+            weight,
+            mode,
+        }
+    }
+
+    fn empty() -> State {
+        State::new(
+            vec![
+                InterfaceConfig {
+                    port: 0,
+                    addrs: vec!["10.10.0.1/24".parse().unwrap()],
+                },
+                InterfaceConfig {
+                    port: 1,
+                    addrs: vec!["192.168.10.1/24".parse().unwrap()],
+                },
+            ],
+            8,
+        )
+    }
+
+    fn with_service() -> State {
+        empty()
+            .apply_all(&[
+                Change::AddService {
+                    key: key("10.10.0.100:80"),
+                    options: opts(SchedulerKind::Wrr),
+                },
+                Change::AddReal {
+                    key: key("10.10.0.100:80"),
+                    real: real("192.168.10.2:8080", 1, ForwardMode::Nat),
+                },
+            ])
+            .unwrap()
+    }
+
+    #[test]
+    fn a_refused_change_leaves_the_state_as_it_was() {
+        let s = with_service();
+        let before = s.clone();
+        let err = s
+            .apply(&Change::AddReal {
+                key: key("10.10.0.100:80"),
+                real: real("192.168.10.2:8080", 1, ForwardMode::Nat),
+            })
+            .unwrap_err();
+        assert_eq!(err.field, Some("addr"));
+        assert!(err.reason.contains("already exists"), "{err}");
+        assert_eq!(s, before);
+        // A batch is all or nothing, and says which change failed.
+        let (i, err) = s
+            .apply_all(&[
+                Change::DeleteReal {
+                    key: key("10.10.0.100:80"),
+                    addr: sa("192.168.10.2:8080"),
+                },
+                Change::DeleteService {
+                    key: key("10.10.0.100:81"),
+                },
+            ])
+            .unwrap_err();
+        assert_eq!(i, 1);
+        assert!(
+            err.reason.contains("no service tcp 10.10.0.100:81"),
+            "{err}"
+        );
+        assert_eq!(s, before);
+    }
+
+    #[test]
+    fn reals_share_one_mode_and_local_addresses_go_with_fullnat() {
+        let s = with_service();
+        let k = key("10.10.0.100:80");
+        let e = s
+            .apply(&Change::AddReal {
+                key: k,
+                real: real("192.168.10.3:8080", 1, ForwardMode::FullNat),
+            })
+            .unwrap_err();
+        assert_eq!(e.field, Some("mode"));
+        assert!(e.reason.contains("Masq"), "{e}");
+        let e = s
+            .apply(&Change::AddLaddr {
+                key: k,
+                addr: "192.168.10.100".parse().unwrap(),
+            })
+            .unwrap_err();
+        assert!(e.reason.contains("only apply to FULLNAT"), "{e}");
+        // The only real may change its mode.
+        let s = s
+            .apply(&Change::EditReal {
+                key: k,
+                real: real("192.168.10.2:8080", 3, ForwardMode::FullNat),
+            })
+            .unwrap();
+        let s = s
+            .apply(&Change::AddLaddr {
+                key: k,
+                addr: "192.168.10.100".parse().unwrap(),
+            })
+            .unwrap();
+        assert_eq!(s.service(&k).unwrap().mode(), ForwardMode::FullNat);
+        assert_eq!(s.service(&k).unwrap().reals[0].weight, 3);
+        let e = s
+            .apply(&Change::AddLaddr {
+                key: k,
+                addr: "10.10.0.100".parse().unwrap(),
+            })
+            .unwrap_err();
+        assert!(e.reason.contains("also a VIP"), "{e}");
+    }
+
+    #[test]
+    fn weights_timeouts_and_persistence_are_checked() {
+        let s = with_service();
+        let k = key("10.10.0.100:80");
+        let e = s
+            .apply(&Change::EditReal {
+                key: k,
+                real: real("192.168.10.2:8080", 70000, ForwardMode::Nat),
+            })
+            .unwrap_err();
+        assert_eq!(e.field, Some("weight"));
+        let mut o = opts(SchedulerKind::Wlc);
+        o.persistence = Some(Persistence {
+            timeout: 300,
+            netmask: "255.255.0.255".parse().unwrap(),
+        });
+        let e = s
+            .apply(&Change::EditService { key: k, options: o })
+            .unwrap_err();
+        assert_eq!(e.field, Some("persistence_netmask"));
+        let mut o = opts(SchedulerKind::Wlc);
+        o.flags.port = true;
+        assert_eq!(
+            s.apply(&Change::EditService { key: k, options: o })
+                .unwrap_err()
+                .field,
+            Some("sched_flags")
+        );
+        let s = s
+            .apply(&Change::SetTimeouts {
+                tcp: 600,
+                tcp_fin: 0,
+                udp: 30,
+            })
+            .unwrap();
+        assert_eq!(
+            (s.timeouts.established, s.timeouts.fin_wait, s.timeouts.udp),
+            (600, 120, 30)
+        );
+    }
+
+    #[test]
+    fn real_slots_are_bounded() {
+        let mut s = empty()
+            .apply(&Change::AddService {
+                key: key("10.10.0.100:80"),
+                options: opts(SchedulerKind::Rr),
+            })
+            .unwrap();
+        for i in 0..8 {
+            s = s
+                .apply(&Change::AddReal {
+                    key: key("10.10.0.100:80"),
+                    real: real(&format!("192.168.10.{}:80", 10 + i), 1, ForwardMode::Nat),
+                })
+                .unwrap();
+        }
+        let e = s
+            .apply(&Change::AddReal {
+                key: key("10.10.0.100:80"),
+                real: real("192.168.10.99:80", 1, ForwardMode::Nat),
+            })
+            .unwrap_err();
+        assert!(e.reason.contains("max_reals"), "{e}");
+    }
+
+    #[test]
+    fn routes_and_neighbours_are_validated_like_at_start() {
+        let s = empty();
+        let r = |p: &str, via: &str| Change::AddRoute {
+            route: RouteSpec {
+                prefix: p.parse().unwrap(),
+                via: via.parse().unwrap(),
+            },
+        };
+        let s = s.apply(&r("172.16.0.0/24", "192.168.10.254")).unwrap();
+        assert!(s
+            .apply(&r("172.16.0.0/24", "192.168.10.253"))
+            .unwrap_err()
+            .reason
+            .contains("already exists"));
+        assert!(s
+            .apply(&r("172.17.0.0/24", "172.16.0.1"))
+            .unwrap_err()
+            .reason
+            .contains("not on a connected network"));
+        let nh = s
+            .route_table()
+            .unwrap()
+            .lookup("172.16.0.9".parse().unwrap())
+            .unwrap();
+        assert_eq!(nh.port, 1);
+        let s = s
+            .apply(&Change::AddNeighbour {
+                addr: "192.168.10.254".parse().unwrap(),
+                mac: "02:00:00:00:00:fe".parse().unwrap(),
+                port: None,
+            })
+            .unwrap();
+        assert_eq!(s.neighbours[0].port, 1);
+        assert!(s
+            .apply(&Change::AddNeighbour {
+                addr: "172.16.0.9".parse().unwrap(),
+                mac: "02:00:00:00:00:fe".parse().unwrap(),
+                port: None,
+            })
+            .is_err());
+        assert!(s
+            .apply(&Change::DeleteRoute {
+                prefix: "10.0.0.0/8".parse().unwrap()
+            })
+            .is_err());
+    }
+
+    #[test]
+    fn changes_rebuild_the_state() {
+        let s = with_service()
+            .apply_all(&[
+                Change::SetTimeouts {
+                    tcp: 100,
+                    tcp_fin: 0,
+                    udp: 0,
+                },
+                Change::AddRoute {
+                    route: RouteSpec {
+                        prefix: "172.16.0.0/24".parse().unwrap(),
+                        via: "192.168.10.254".parse().unwrap(),
+                    },
+                },
+            ])
+            .unwrap();
+        let rebuilt = empty().apply_all(&s.to_changes()).unwrap();
+        assert_eq!(rebuilt, s);
+        let cleared = s.apply(&Change::Clear).unwrap();
+        assert!(cleared.services.is_empty());
+        assert_eq!(cleared.routes.len(), 1);
+    }
+}
