@@ -340,108 +340,34 @@ const fn spec(short: Option<char>, long: &'static str, takes: Takes, flag: Flag)
 }
 
 /// ipvsadm's flags, and DPVS's for FULLNAT (`-b`, `-z`, `--add-laddr`, ...).
+#[rustfmt::skip]
 const SPECS: &[Spec] = &[
-    spec(
-        Some('A'),
-        "add-service",
-        Takes::Nothing,
-        Flag::Command(Cmd::AddService),
-    ),
-    spec(
-        Some('E'),
-        "edit-service",
-        Takes::Nothing,
-        Flag::Command(Cmd::EditService),
-    ),
-    spec(
-        Some('D'),
-        "delete-service",
-        Takes::Nothing,
-        Flag::Command(Cmd::DeleteService),
-    ),
-    spec(
-        Some('C'),
-        "clear",
-        Takes::Nothing,
-        Flag::Command(Cmd::Clear),
-    ),
+    spec(Some('A'), "add-service", Takes::Nothing, Flag::Command(Cmd::AddService)),
+    spec(Some('E'), "edit-service", Takes::Nothing, Flag::Command(Cmd::EditService)),
+    spec(Some('D'), "delete-service", Takes::Nothing, Flag::Command(Cmd::DeleteService)),
+    spec(Some('C'), "clear", Takes::Nothing, Flag::Command(Cmd::Clear)),
     spec(Some('L'), "list", Takes::Nothing, Flag::Command(Cmd::List)),
     spec(Some('l'), "list", Takes::Nothing, Flag::Command(Cmd::List)),
     spec(Some('Z'), "zero", Takes::Nothing, Flag::Command(Cmd::Zero)),
-    spec(
-        Some('a'),
-        "add-server",
-        Takes::Nothing,
-        Flag::Command(Cmd::AddServer),
-    ),
-    spec(
-        Some('e'),
-        "edit-server",
-        Takes::Nothing,
-        Flag::Command(Cmd::EditServer),
-    ),
-    spec(
-        Some('d'),
-        "delete-server",
-        Takes::Nothing,
-        Flag::Command(Cmd::DeleteServer),
-    ),
+    spec(Some('a'), "add-server", Takes::Nothing, Flag::Command(Cmd::AddServer)),
+    spec(Some('e'), "edit-server", Takes::Nothing, Flag::Command(Cmd::EditServer)),
+    spec(Some('d'), "delete-server", Takes::Nothing, Flag::Command(Cmd::DeleteServer)),
     spec(None, "set", Takes::Nothing, Flag::Command(Cmd::Set)),
-    spec(
-        Some('R'),
-        "restore",
-        Takes::Nothing,
-        Flag::Command(Cmd::Restore),
-    ),
+    spec(Some('R'), "restore", Takes::Nothing, Flag::Command(Cmd::Restore)),
     spec(Some('S'), "save", Takes::Nothing, Flag::Command(Cmd::Save)),
-    spec(
-        Some('P'),
-        "add-laddr",
-        Takes::Nothing,
-        Flag::Command(Cmd::AddLaddr),
-    ),
-    spec(
-        Some('Q'),
-        "del-laddr",
-        Takes::Nothing,
-        Flag::Command(Cmd::DelLaddr),
-    ),
-    spec(
-        Some('G'),
-        "get-laddr",
-        Takes::Nothing,
-        Flag::Command(Cmd::GetLaddr),
-    ),
+    spec(Some('P'), "add-laddr", Takes::Nothing, Flag::Command(Cmd::AddLaddr)),
+    spec(Some('Q'), "del-laddr", Takes::Nothing, Flag::Command(Cmd::DelLaddr)),
+    spec(Some('G'), "get-laddr", Takes::Nothing, Flag::Command(Cmd::GetLaddr)),
     spec(Some('h'), "help", Takes::Nothing, Flag::Command(Cmd::Help)),
-    spec(
-        None,
-        "help-ipvsadm",
-        Takes::Nothing,
-        Flag::Command(Cmd::Help),
-    ),
-    spec(
-        Some('v'),
-        "version",
-        Takes::Nothing,
-        Flag::Command(Cmd::Version),
-    ),
+    spec(None, "help-ipvsadm", Takes::Nothing, Flag::Command(Cmd::Help)),
+    spec(Some('v'), "version", Takes::Nothing, Flag::Command(Cmd::Version)),
     spec(Some('t'), "tcp-service", Takes::Value, Flag::Tcp),
     spec(Some('u'), "udp-service", Takes::Value, Flag::Udp),
     spec(Some('s'), "scheduler", Takes::Value, Flag::Scheduler),
-    spec(
-        Some('p'),
-        "persistent",
-        Takes::OptionalValue,
-        Flag::Persistent,
-    ),
+    spec(Some('p'), "persistent", Takes::OptionalValue, Flag::Persistent),
     spec(Some('M'), "netmask", Takes::Value, Flag::Netmask),
     spec(Some('r'), "real-server", Takes::Value, Flag::Real),
-    spec(
-        Some('m'),
-        "masquerading",
-        Takes::Nothing,
-        Flag::Masquerading,
-    ),
+    spec(Some('m'), "masquerading", Takes::Nothing, Flag::Masquerading),
     spec(Some('b'), "fullnat", Takes::Nothing, Flag::FullNat),
     spec(Some('w'), "weight", Takes::Value, Flag::Weight),
     spec(Some('n'), "numeric", Takes::Nothing, Flag::Numeric),
@@ -458,70 +384,23 @@ const SPECS: &[Spec] = &[
 ];
 
 /// ipvsadm flags sluice knows but does not do, and why.
+#[rustfmt::skip]
 const UNSUPPORTED: &[(Option<char>, &str, &str)] = &[
-    (
-        Some('g'),
-        "gatewaying",
-        "direct routing is not supported: use -m (NAT) or -b (FULLNAT)",
-    ),
-    (
-        Some('i'),
-        "ipip",
-        "tunnelling is not supported: use -m (NAT) or -b (FULLNAT)",
-    ),
-    (
-        Some('f'),
-        "fwmark-service",
-        "firewall-mark services are not supported",
-    ),
-    (Some('6'), "ipv6", "IPv6 is not supported"),
-    (
-        Some('x'),
-        "u-threshold",
-        "connection thresholds are not supported",
-    ),
-    (
-        Some('y'),
-        "l-threshold",
-        "connection thresholds are not supported",
-    ),
-    (
-        None,
-        "thresholds",
-        "connection thresholds are not supported",
-    ),
-    (Some('o'), "ops", "one-packet scheduling is not supported"),
-    (None, "pe", "persistence engines are not supported"),
-    (
-        None,
-        "persistent-conn",
-        "persistence templates are not listed",
-    ),
-    (
-        None,
-        "start-daemon",
-        "the connection sync daemon is not supported",
-    ),
-    (
-        None,
-        "stop-daemon",
-        "the connection sync daemon is not supported",
-    ),
-    (
-        None,
-        "daemon",
-        "the connection sync daemon is not supported",
-    ),
-    (
-        None,
-        "mcast-interface",
-        "the connection sync daemon is not supported",
-    ),
-    (
-        None,
-        "syncid",
-        "the connection sync daemon is not supported",
-    ),
+    (Some('g'), "gatewaying", "direct routing is not supported by sluice: use -m (NAT) or -b (FULLNAT)"),
+    (Some('i'), "ipip", "tunnelling is not supported by sluice: use -m (NAT) or -b (FULLNAT)"),
+    (Some('f'), "fwmark-service", "firewall-mark services are not supported by sluice"),
+    (Some('6'), "ipv6", "IPv6 is not supported by sluice"),
+    (Some('x'), "u-threshold", "connection thresholds are not supported by sluice"),
+    (Some('y'), "l-threshold", "connection thresholds are not supported by sluice"),
+    (None, "thresholds", "connection thresholds are not supported by sluice"),
+    (Some('o'), "ops", "one-packet scheduling is not supported by sluice"),
+    (None, "pe", "persistence engines are not supported by sluice"),
+    (None, "persistent-conn", "persistence templates are not listed by sluice"),
+    (None, "start-daemon", "the connection sync daemon is not supported by sluice"),
+    (None, "stop-daemon", "the connection sync daemon is not supported by sluice"),
+    (None, "daemon", "the connection sync daemon is not supported by sluice"),
+    (None, "mcast-interface", "the connection sync daemon is not supported by sluice"),
+    (None, "syncid", "the connection sync daemon is not supported by sluice"),
 ];
 
 /// One flag as given, with its value.
@@ -546,7 +425,7 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
 }
 
 fn unsupported(spelling: &str, why: &str) -> UsageError {
-    UsageError::new(format!("{spelling}: {why} by sluice"))
+    UsageError::new(format!("{spelling}: {why}"))
 }
 
 /// Splits the arguments into flags (with their values) and plain words,
