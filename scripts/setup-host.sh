@@ -6,6 +6,7 @@ set -euo pipefail
 PACKAGES=(
     libdpdk-dev dpdk-dev libclang-dev clang pkg-config
     iproute2 iputils-ping iputils-arping ethtool curl python3 bridge-utils tcpdump
+    wrk prometheus
 )
 HUGEPAGES=${SLUICE_HUGEPAGES:-512}
 

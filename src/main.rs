@@ -50,7 +50,8 @@ enum Command {
     DefaultConfig,
     /// Operate a running sluice with ipvsadm's flags (`sluice ctl -L -n`,
     /// `sluice ctl -a -t VIP:PORT -r RIP:PORT -w 2`, ...); `sluice ctl
-    /// --help-ipvsadm` lists them.
+    /// --help` lists them.
+    #[command(disable_help_flag = true)]
     Ctl {
         /// The control socket.
         #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]

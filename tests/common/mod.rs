@@ -750,6 +750,11 @@ fn signal(pid: u32, sig: &str) {
         .status();
 }
 
+/// Sends SIGHUP to `pid` (sluice reloads its configuration file).
+pub fn signal_hup(pid: u32) {
+    signal(pid, "-HUP");
+}
+
 fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
     let deadline = Instant::now() + timeout;
     loop {
@@ -807,7 +812,13 @@ impl Sluice {
             None if !toml.contains("[control]") => {
                 toml.push_str(&format!("\n[control]\nsocket = \"{}\"\n", socket.display()));
             }
-            None => {}
+            None => {
+                toml = toml.replacen(
+                    "[control]\n",
+                    &format!("[control]\nsocket = \"{}\"\n", socket.display()),
+                    1,
+                );
+            }
         }
         fs::write(&config, &toml).unwrap_or_else(|e| panic!("write {config:?}: {e}"));
         let stdout = fs::File::create(&stdout_path).expect("create sluice stdout file");

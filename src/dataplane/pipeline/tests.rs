@@ -6,6 +6,7 @@ use crate::control::config::Config;
 use crate::dataplane::snapshot::PortFacts;
 use crate::wire::tcp::flags;
 use crate::wire::Ipv4Repr;
+use std::collections::HashMap;
 
 const LB_WAN: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x01]);
 const LB_LAN: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x02]);
@@ -1399,4 +1400,272 @@ fn partial_checksums_need_no_completing_when_the_nic_computes_them() {
     let out = lb.rx(0, syn);
     assert_eq!(out.len(), 1);
     assert_eq!(lb.count(Counter::RxPartialChecksums), 0);
+}
+
+/// Live changes: the control side's path (state -> slots -> snapshot), a
+/// snapshot per change, handed to the pipeline between packets.
+struct Live {
+    state: crate::control::state::State,
+    slots: crate::control::slots::RealSlots,
+    dataplane: crate::control::config::DataplaneConfig,
+    epoch: u64,
+    expire_nodest_conn: bool,
+}
+
+impl Live {
+    fn new(services: &str) -> Live {
+        let c = config(services);
+        let mut slots = crate::control::slots::RealSlots::new(c.dataplane.max_reals);
+        slots.assign(&c.state, 0).unwrap();
+        Live {
+            state: c.state,
+            slots,
+            dataplane: c.dataplane,
+            epoch: 0,
+            expire_nodest_conn: false,
+        }
+    }
+
+    fn snapshot(&mut self) -> Arc<Snapshot> {
+        Arc::new(
+            Snapshot::from_inputs(&crate::dataplane::snapshot::Inputs {
+                dataplane: &self.dataplane,
+                state: &self.state,
+                slots: &self.slots,
+                expire_nodest_conn: self.expire_nodest_conn,
+                retired: &[(ip(VIP), Destination::Vip)],
+                ports: &facts(false),
+                workers: 1,
+                epoch: self.epoch,
+            })
+            .unwrap(),
+        )
+    }
+
+    /// Applies `change` and moves `lb` onto the resulting snapshot.
+    fn apply(&mut self, lb: &mut Lb, change: crate::control::state::Change) {
+        self.state = self.state.apply(&change).unwrap();
+        self.epoch += 1;
+        self.slots.assign(&self.state, self.epoch).unwrap();
+        let snap = self.snapshot();
+        lb.p.switch(snap, &mut lb.io);
+        lb.io.take();
+    }
+}
+
+fn http_key() -> crate::control::state::ServiceKey {
+    crate::control::state::ServiceKey {
+        proto: Proto::Tcp,
+        vip: sa(VIP, 80),
+    }
+}
+
+fn real_spec(addr: &str, weight: u32) -> crate::control::state::RealSpec {
+    crate::control::state::RealSpec {
+        addr: addr.parse().unwrap(),
+        weight,
+        mode: ForwardMode::Nat,
+    }
+}
+
+/// Opens a connection from client port `sport`; returns the real it went to.
+fn connect(lb: &mut Lb, sport: u16) -> Option<SocketAddrV4> {
+    let out = lb.rx(0, client_tcp(sport, 80, flags::SYN));
+    out.first().map(|(_, f)| endpoints(f).1)
+}
+
+#[test]
+fn sessions_survive_a_removed_real_and_weight_zero_drains() {
+    use crate::control::state::Change;
+    let mut live = Live::new(WRR_1_3);
+    let mut lb = Lb::new(WRR_1_3).with_neighbours();
+    // One connection to each real.
+    let mut to: HashMap<SocketAddrV4, u16> = HashMap::new();
+    for sport in 41000..41004 {
+        let real = connect(&mut lb, sport).unwrap();
+        to.entry(real).or_insert(sport);
+    }
+    let (r1, r2) = (sa(R1, 8080), sa(R2, 8080));
+    let (p1, p2) = (to[&r1], to[&r2]);
+
+    // Weight 0 on r2: no new connections to it, its session carries on.
+    live.apply(
+        &mut lb,
+        Change::EditReal {
+            key: http_key(),
+            real: real_spec("192.168.10.3:8080", 0),
+        },
+    );
+    for sport in 42000..42010 {
+        assert_eq!(connect(&mut lb, sport), Some(r1));
+    }
+    let out = lb.rx(0, client_tcp(p2, 80, flags::ACK));
+    assert_eq!(endpoints(&out[0].1).1, r2, "r2's session goes on");
+
+    // r1 removed: its sessions carry on (expire_nodest_conn off), new ones
+    // have nowhere to go (r2 still weight 0).
+    live.apply(
+        &mut lb,
+        Change::DeleteReal {
+            key: http_key(),
+            addr: r1,
+        },
+    );
+    let out = lb.rx(0, client_tcp(p1, 80, flags::ACK));
+    assert_eq!(
+        endpoints(&out[0].1).1,
+        r1,
+        "a removed real's session goes on"
+    );
+    assert_eq!(connect(&mut lb, 43000), None);
+    assert_eq!(lb.count(Counter::DropNoRealServer), 1);
+    // Its counters still count (the slot drains).
+    let slot =
+        lb.p.sessions()
+            .iter()
+            .find(|(_, s)| s.outbound.src == ip(R1))
+            .unwrap()
+            .1
+            .real;
+    assert!(lb.p.real_stats().get(slot).unwrap().in_pkts >= 2);
+
+    // With expire_nodest_conn on, its sessions end on their next packet.
+    live.expire_nodest_conn = true;
+    live.apply(
+        &mut lb,
+        Change::SetTimeouts {
+            tcp: 0,
+            tcp_fin: 0,
+            udp: 0,
+        },
+    );
+    assert!(lb.rx(0, client_tcp(p1, 80, flags::ACK)).is_empty());
+    assert_eq!(lb.count(Counter::DropRealRemoved), 1);
+    assert!(lb.rx(0, client_tcp(p1, 80, flags::ACK)).is_empty());
+    assert_eq!(lb.count(Counter::DropNoSession), 1, "the session is gone");
+    // r2's session is not concerned.
+    assert_eq!(lb.rx(0, client_tcp(p2, 80, flags::ACK)).len(), 1);
+}
+
+#[test]
+fn a_deleted_service_keeps_its_sessions_and_refuses_new_ones() {
+    use crate::control::state::Change;
+    let mut live = Live::new(WRR_1_3);
+    let mut lb = Lb::new(WRR_1_3).with_neighbours();
+    let real = connect(&mut lb, 44000).unwrap();
+    live.apply(&mut lb, Change::DeleteService { key: http_key() });
+    // The VIP stays classified as a VIP while the slots drain (`retired`).
+    let out = lb.rx(0, client_tcp(44000, 80, flags::ACK));
+    assert_eq!(endpoints(&out[0].1).1, real);
+    assert_eq!(connect(&mut lb, 44001), None);
+    assert_eq!(lb.count(Counter::DropNoService), 1);
+}
+
+#[test]
+fn a_new_service_and_weights_take_effect_at_once() {
+    use crate::control::state::{Change, ServiceOptions};
+    use crate::lb::scheduler::{SchedFlags, SchedulerKind};
+    let mut live = Live::new(WRR_1_3);
+    let mut lb = Lb::new(WRR_1_3).with_neighbours();
+    let key = crate::control::state::ServiceKey {
+        proto: Proto::Tcp,
+        vip: sa(VIP, 8443),
+    };
+    live.apply(
+        &mut lb,
+        Change::AddService {
+            key,
+            options: ServiceOptions {
+                scheduler: SchedulerKind::Rr,
+                flags: SchedFlags::default(),
+                persistence: None,
+            },
+        },
+    );
+    live.apply(
+        &mut lb,
+        Change::AddReal {
+            key,
+            real: real_spec("192.168.10.3:9443", 1),
+        },
+    );
+    let out = lb.rx(0, client_tcp(45000, 8443, flags::SYN));
+    assert_eq!(endpoints(&out[0].1).1, sa(R2, 9443));
+    // 1:3 -> 3:1.
+    live.apply(
+        &mut lb,
+        Change::EditReal {
+            key: http_key(),
+            real: real_spec("192.168.10.2:8080", 3),
+        },
+    );
+    live.apply(
+        &mut lb,
+        Change::EditReal {
+            key: http_key(),
+            real: real_spec("192.168.10.3:8080", 1),
+        },
+    );
+    let mut n = HashMap::new();
+    for sport in 46000..46400 {
+        *n.entry(connect(&mut lb, sport).unwrap()).or_insert(0) += 1;
+    }
+    assert_eq!((n[&sa(R1, 8080)], n[&sa(R2, 8080)]), (300, 100));
+}
+
+#[test]
+fn persistence_holds_across_workers_sharing_templates() {
+    let services = r#"
+[[service]]
+vip = "10.10.0.100:80"
+proto = "tcp"
+scheduler = "rr"
+persistence = 300
+[[service.real]]
+addr = "192.168.10.2:8080"
+[[service.real]]
+addr = "192.168.10.3:8080"
+"#;
+    let templates = Arc::new(crate::lb::persistence::Templates::new(1024));
+    let snap = Arc::new(Snapshot::build(&config(services), &facts(false), 2).unwrap());
+    let mut workers: Vec<Lb> = (0..2)
+        .map(|w| {
+            Lb {
+                p: Pipeline::with_templates(Arc::clone(&snap), w, Arc::clone(&templates)),
+                io: TestIo::default(),
+                now: 0,
+            }
+            .with_neighbours()
+        })
+        .collect();
+    let mut reals = std::collections::HashSet::new();
+    for sport in 47000..47200u16 {
+        let w = client_owner(ip(CLIENT), sport, 2) as usize;
+        let lb = &mut workers[w];
+        lb.now = u64::from(sport - 47000) * 100;
+        reals.insert(connect(lb, sport).expect("scheduled"));
+    }
+    assert_eq!(
+        reals.len(),
+        1,
+        "every connection of one client to one real: {reals:?}"
+    );
+    // Another client may go elsewhere: rr alternates between templates.
+    let other = tcp_frame(
+        LB_WAN,
+        CLIENT_MAC,
+        ("10.10.0.3", 50000),
+        (VIP, 80),
+        flags::SYN,
+    );
+    let w = client_owner(ip("10.10.0.3"), 50000, 2) as usize;
+    let out = workers[w].rx(0, other);
+    assert_eq!(out.len(), 1);
+    // After the timeout without connections ending, a new template.
+    let lb = &mut workers[0];
+    lb.now = 19_900 + 301_000;
+    let sport = (48000..)
+        .find(|&p| client_owner(ip(CLIENT), p, 2) == 0)
+        .unwrap();
+    assert!(connect(lb, sport).is_some());
 }
