@@ -103,7 +103,8 @@ build_images() {
         [[ $target == runtime ]] && image=$SLUICE_IMAGE
         t0=$SECONDS
         log "building $image (docker/Dockerfile, target $target)"
-        if ! docker build -f "$DOCKER_DIR/Dockerfile" --target "$target" \
+        # --force-rm: a failed step leaves no stopped container behind.
+        if ! docker build --force-rm -f "$DOCKER_DIR/Dockerfile" --target "$target" \
             --build-arg "BASE_IMAGE=$SLUICE_BASE_IMAGE" -t "$image" "$REPO_ROOT" >"$build_log" 2>&1; then
             tail -40 "$build_log" >&2
             rm -f "$build_log"
