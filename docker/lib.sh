@@ -85,8 +85,17 @@ vendor_crates() {
         log "no cargo on the host: the image build fetches crates from crates.io"
         return 0
     fi
+    # Vendored for this very Cargo.lock already: nothing to do (saves asking
+    # the registry index again).
+    local stamp="$vendor.lock" want
+    want=$(sha256sum <"$REPO_ROOT/Cargo.lock")
+    if [[ -d $vendor && -f $stamp && $(<"$stamp") == "$want" ]]; then
+        return 0
+    fi
+    rm -f "$stamp"
     (cd "$REPO_ROOT" && "$cargo" vendor --locked --quiet "$vendor" >/dev/null) \
         || die "cargo vendor failed"
+    echo "$want" >"$stamp"
 }
 
 # The base image, then the two images from docker/Dockerfile. Unchanged
