@@ -16,3 +16,4 @@ fi
 
 cargo build --release
 cargo test --release --workspace -- --test-threads=1
+docker/test.sh  # sluice in containers, default offloads on (docker/README.md)
