@@ -16,7 +16,7 @@
 
 use crate::control::state::{Change, ServiceKey};
 use crate::lb::scheduler::{SchedFlags, SchedulerKind};
-use crate::lb::service::{ForwardMode, Persistence};
+use crate::lb::service::{ForwardMode, Persistence, SynProxyMode};
 use crate::lb::Proto;
 use crate::net::cidr::Ipv4Cidr;
 use crate::wire::EthernetAddress;
@@ -155,6 +155,8 @@ pub struct ServiceView {
     pub scheduler: SchedulerKind,
     pub flags: SchedFlags,
     pub persistence: Option<Persistence>,
+    #[serde(default)]
+    pub synproxy: SynProxyMode,
     pub mode: ForwardMode,
     pub laddrs: Vec<LaddrView>,
     pub stats: StatsView,
@@ -232,19 +234,6 @@ pub fn parse_request(bytes: &[u8]) -> Result<Request, String> {
         map.remove("version");
     }
     serde_json::from_value(value).map_err(|e| format!("bad request: {e}"))
-}
-
-/// Helper for the `-A`/`-E` options in the client and in tests.
-pub fn service_options(
-    scheduler: SchedulerKind,
-    flags: SchedFlags,
-    persistence: Option<Persistence>,
-) -> crate::control::state::ServiceOptions {
-    crate::control::state::ServiceOptions {
-        scheduler,
-        flags,
-        persistence,
-    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use crate::control::state::{
 };
 use crate::lb::laddr;
 use crate::lb::scheduler::{SchedFlags, SchedulerKind};
-use crate::lb::service::ForwardMode;
+use crate::lb::service::{ForwardMode, SynProxyMode};
 use crate::lb::Proto;
 use crate::net::cidr::Ipv4Cidr;
 use crate::wire::EthernetAddress;
@@ -205,10 +205,19 @@ struct RawService {
     /// Seconds (ipvsadm -p); absent or 0: not persistent.
     persistence: Option<u32>,
     persistence_netmask: Option<String>,
+    /// true, false or "auto" (the default).
+    synproxy: Option<RawSynProxy>,
     #[serde(default, rename = "real")]
     reals: Vec<RawReal>,
     #[serde(default)]
     laddrs: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawSynProxy {
+    Switch(bool),
+    Word(String),
 }
 
 fn default_mode() -> String {
@@ -547,6 +556,17 @@ impl Validator<'_> {
                     },
                 }),
             };
+            let synproxy = match &s.synproxy {
+                None => SynProxyMode::default(),
+                Some(RawSynProxy::Switch(true)) => SynProxyMode::On,
+                Some(RawSynProxy::Switch(false)) => SynProxyMode::Off,
+                Some(RawSynProxy::Word(w)) => w.parse().map_err(|_| {
+                    self.err(
+                        f("synproxy"),
+                        format!("{w:?}: expected true, false or \"auto\""),
+                    )
+                })?,
+            };
             if !seen.insert((proto, vip)) {
                 return Err(self.err(
                     f("vip"),
@@ -565,6 +585,7 @@ impl Validator<'_> {
                         scheduler,
                         flags,
                         persistence,
+                        synproxy,
                     },
                 },
             });

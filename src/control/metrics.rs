@@ -314,6 +314,7 @@ mod tests {
                 scheduler: SchedulerKind::Wrr,
                 flags: SchedFlags::default(),
                 persistence: None,
+                synproxy: Default::default(),
                 mode: ForwardMode::Nat,
                 laddrs: vec![],
                 stats: StatsView {

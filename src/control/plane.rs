@@ -459,6 +459,7 @@ impl ControlPlane {
                 scheduler: s.options.scheduler,
                 flags: s.options.flags,
                 persistence: s.options.persistence,
+                synproxy: s.options.synproxy,
                 mode: s.mode(),
                 laddrs: s
                     .laddrs

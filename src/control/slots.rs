@@ -197,6 +197,7 @@ mod tests {
                 scheduler: SchedulerKind::Rr,
                 flags: SchedFlags::default(),
                 persistence: None,
+                synproxy: Default::default(),
             },
         }];
         for r in reals {

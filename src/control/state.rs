@@ -14,7 +14,7 @@
 use crate::control::config::InterfaceConfig;
 use crate::lb::laddr;
 use crate::lb::scheduler::{SchedFlags, SchedulerKind};
-pub use crate::lb::service::{ForwardMode, Persistence, ServiceKey};
+pub use crate::lb::service::{ForwardMode, Persistence, ServiceKey, SynProxyMode};
 use crate::lb::tcp_state::Timeouts;
 use crate::net::cidr::Ipv4Cidr;
 use crate::net::route::RouteTable;
@@ -35,6 +35,10 @@ pub struct ServiceOptions {
     pub scheduler: SchedulerKind,
     pub flags: SchedFlags,
     pub persistence: Option<Persistence>,
+    /// TCP only: `on`, `off`, or `auto` (the default) engaging under a SYN
+    /// flood.
+    #[serde(default)]
+    pub synproxy: SynProxyMode,
 }
 
 /// A real server of a service (`-a`/`-e`).
@@ -575,6 +579,12 @@ fn check_weight(weight: u32) -> Result<(), ApplyError> {
 }
 
 fn check_options(key: &ServiceKey, options: &ServiceOptions) -> Result<(), ApplyError> {
+    if key.proto == crate::lb::Proto::Udp && options.synproxy == SynProxyMode::On {
+        return Err(ApplyError::at(
+            "synproxy",
+            format!("service {key}: the SYN proxy is for TCP services"),
+        ));
+    }
     if let Some(p) = options.persistence {
         if p.timeout == 0 {
             return Err(ApplyError::at(
@@ -664,6 +674,7 @@ mod tests {
             scheduler: s,
             flags: SchedFlags::default(),
             persistence: None,
+            synproxy: Default::default(),
         }
     }
 

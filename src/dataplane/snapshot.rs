@@ -8,9 +8,10 @@ use crate::control::config::{Config, DataplaneConfig};
 use crate::control::slots::{RealSlots, SlotUse};
 use crate::control::state::{NeighbourSpec, State};
 use crate::lb::scheduler::{SchedTable, DEFAULT_MH_TABLE_SIZE};
-use crate::lb::service::{RealServer, Service, ServiceError, ServiceTable};
+use crate::lb::service::{RealServer, Service, ServiceError, ServiceTable, SynProxyMode};
 pub use crate::lb::stats::SlotState;
 use crate::lb::tcp_state::Timeouts;
+use crate::lb::Proto;
 use crate::net::cidr::Ipv4Cidr;
 use crate::net::hash::FastInt;
 use crate::net::route::RouteTable;
@@ -185,6 +186,10 @@ impl Snapshot {
                     DEFAULT_MH_TABLE_SIZE,
                 ),
                 persistence: s.options.persistence,
+                synproxy: match s.key.proto {
+                    Proto::Tcp => s.options.synproxy,
+                    Proto::Udp => SynProxyMode::Off,
+                },
                 reals,
                 laddrs: s.laddrs.clone(),
             });

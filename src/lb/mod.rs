@@ -21,6 +21,7 @@ pub mod scheduler;
 pub mod service;
 pub mod session;
 pub mod stats;
+pub mod synproxy;
 pub mod tcp_state;
 
 /// A transport protocol a service can balance. The discriminant is the IP

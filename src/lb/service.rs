@@ -71,6 +71,48 @@ impl fmt::Display for ServiceKey {
     }
 }
 
+/// Whether a TCP service answers new connections with the SYN proxy
+/// (`lb::synproxy`): always, never, or (the default) when a worker sees a
+/// SYN flood coming (many SYN_RECV sessions, or a high SYN rate).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SynProxyMode {
+    Off,
+    On,
+    #[default]
+    Auto,
+}
+
+impl SynProxyMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SynProxyMode::Off => "off",
+            SynProxyMode::On => "on",
+            SynProxyMode::Auto => "auto",
+        }
+    }
+}
+
+impl fmt::Display for SynProxyMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+serde_as_text!(SynProxyMode);
+
+impl FromStr for SynProxyMode {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<SynProxyMode, ParseError> {
+        match s.to_ascii_lowercase().as_str() {
+            "on" | "true" => Ok(SynProxyMode::On),
+            "off" | "false" => Ok(SynProxyMode::Off),
+            "auto" => Ok(SynProxyMode::Auto),
+            _ => Err(ParseError::new("synproxy mode", s, "on, off, auto")),
+        }
+    }
+}
+
 /// Persistence (`ipvsadm -p TIMEOUT -M NETMASK`): new connections from one
 /// client network go to the same real server while a template lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -99,6 +141,8 @@ pub struct Service {
     pub mode: ForwardMode,
     pub sched: SchedTable,
     pub persistence: Option<Persistence>,
+    /// TCP only (UDP services have no SYN to proxy).
+    pub synproxy: SynProxyMode,
     pub reals: Vec<RealServer>,
     /// FULLNAT local addresses (`ipvsadm --add-laddr`); empty in NAT mode.
     pub laddrs: Vec<Ipv4Addr>,
@@ -266,6 +310,7 @@ mod tests {
             mode: ForwardMode::Nat,
             sched: SchedTable::new(SchedulerKind::Rr, SchedFlags::default(), &weights, 13),
             persistence: None,
+            synproxy: SynProxyMode::Off,
             reals,
             laddrs: Vec::new(),
         }

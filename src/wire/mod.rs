@@ -19,6 +19,7 @@ pub mod ethernet;
 pub mod icmpv4;
 pub mod ipv4;
 pub mod tcp;
+pub mod tcp_options;
 pub mod udp;
 
 use core::fmt;

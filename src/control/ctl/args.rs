@@ -10,7 +10,7 @@
 use super::verbs;
 use crate::control::state::{Change, RealSpec, ServiceKey, ServiceOptions, DEFAULT_PERSISTENCE};
 use crate::lb::scheduler::{SchedFlags, SchedulerKind};
-use crate::lb::service::{ForwardMode, Persistence};
+use crate::lb::service::{ForwardMode, Persistence, SynProxyMode};
 use crate::lb::Proto;
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -196,9 +196,10 @@ impl Cmd {
     fn options(self) -> (&'static [Opt], &'static [Opt]) {
         use Opt::*;
         match self {
-            Cmd::AddService | Cmd::EditService => {
-                (&[Service], &[Scheduler, Persistent, Netmask, SchedFlags])
-            }
+            Cmd::AddService | Cmd::EditService => (
+                &[Service],
+                &[Scheduler, Persistent, Netmask, SchedFlags, SynProxy],
+            ),
             Cmd::DeleteService => (&[Service], &[]),
             Cmd::AddServer | Cmd::EditServer => (&[Service, RealServer], &[Forward, Weight]),
             Cmd::DeleteServer => (&[Service, RealServer], &[]),
@@ -235,6 +236,7 @@ enum Opt {
     NoSort,
     Exact,
     SchedFlags,
+    SynProxy,
     LocalAddress,
     Json,
 }
@@ -257,6 +259,7 @@ impl Opt {
             Opt::NoSort => "nosort",
             Opt::Exact => "exact",
             Opt::SchedFlags => "sched-flags",
+            Opt::SynProxy => "synproxy",
             Opt::LocalAddress => "local-address",
             Opt::Json => "json",
         }
@@ -286,6 +289,7 @@ enum Flag {
     /// `--sort`: ipvsadm's no-op, kept for scripts.
     Sort,
     SchedFlags,
+    SynProxy,
     Laddr,
     Json,
 }
@@ -309,6 +313,7 @@ impl Flag {
             Flag::Exact => Opt::Exact,
             Flag::NoSort => Opt::NoSort,
             Flag::SchedFlags => Opt::SchedFlags,
+            Flag::SynProxy => Opt::SynProxy,
             Flag::Laddr => Opt::LocalAddress,
             Flag::Json => Opt::Json,
         })
@@ -379,6 +384,7 @@ const SPECS: &[Spec] = &[
     spec(None, "nosort", Takes::Nothing, Flag::NoSort),
     spec(None, "sort", Takes::Nothing, Flag::Sort),
     spec(None, "sched-flags", Takes::Value, Flag::SchedFlags),
+    spec(None, "synproxy", Takes::Value, Flag::SynProxy),
     spec(Some('z'), "laddr", Takes::Value, Flag::Laddr),
     spec(None, "json", Takes::Nothing, Flag::Json),
 ];
@@ -760,10 +766,17 @@ fn service_options(options: &Options) -> Result<ServiceOptions, UsageError> {
             None
         }
     };
+    let synproxy = match options.value(Opt::SynProxy) {
+        Some(text) => text
+            .parse::<SynProxyMode>()
+            .map_err(|e| UsageError::new(format!("--synproxy: {e}")))?,
+        None => SynProxyMode::default(),
+    };
     Ok(ServiceOptions {
         scheduler,
         flags,
         persistence,
+        synproxy,
     })
 }
 
@@ -918,6 +931,7 @@ mod tests {
                     scheduler: SchedulerKind::Wlc,
                     flags: SchedFlags::default(),
                     persistence: None,
+                    synproxy: SynProxyMode::Auto,
                 },
             }
         );
@@ -959,6 +973,7 @@ mod tests {
                     scheduler: SchedulerKind::Wlc,
                     flags: SchedFlags::default(),
                     persistence: None,
+                    synproxy: SynProxyMode::Auto,
                 },
             }
         );

@@ -354,6 +354,7 @@ pub(super) mod tests {
             scheduler,
             flags: SchedFlags::default(),
             persistence: None,
+            synproxy: Default::default(),
             mode: ForwardMode::Nat,
             laddrs: Vec::new(),
             stats: StatsView::default(),

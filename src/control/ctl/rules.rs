@@ -14,7 +14,7 @@
 use super::args::{self, Command, Edit};
 use crate::control::api::{ServicesView, TimeoutsView};
 use crate::control::state::{Change, ServiceKey};
-use crate::lb::service::ForwardMode;
+use crate::lb::service::{ForwardMode, SynProxyMode};
 use crate::lb::tcp_state::Timeouts;
 use crate::lb::Proto;
 use std::collections::HashMap;
@@ -59,6 +59,9 @@ pub fn save(view: &ServicesView, timeouts: &TimeoutsView) -> String {
             if p.netmask != Ipv4Addr::BROADCAST {
                 let _ = write!(out, " -M {}", p.netmask);
             }
+        }
+        if s.synproxy != SynProxyMode::default() {
+            let _ = write!(out, " --synproxy {}", s.synproxy);
         }
         out.push('\n');
         for r in &s.reals {
@@ -286,6 +289,7 @@ mod tests {
                 scheduler: s.options.scheduler,
                 flags: s.options.flags,
                 persistence: s.options.persistence,
+                synproxy: s.options.synproxy,
                 mode: s.mode(),
                 laddrs: s
                     .laddrs
@@ -351,6 +355,7 @@ mod tests {
             scheduler,
             flags,
             persistence,
+            synproxy: SynProxyMode::Auto,
         };
         empty()
             .apply_all(&[
@@ -417,7 +422,10 @@ mod tests {
                 },
                 Change::AddService {
                     key: idle,
-                    options: opts(SchedulerKind::Wlc, SchedFlags::default(), None),
+                    options: ServiceOptions {
+                        synproxy: SynProxyMode::Off,
+                        ..opts(SchedulerKind::Wlc, SchedFlags::default(), None)
+                    },
                 },
                 Change::AddLaddr {
                     key: idle,
@@ -442,7 +450,7 @@ mod tests {
 -a -t 10.10.0.101:443 -r 192.168.10.5:443 -b -w 65535
 --add-laddr -z 192.168.10.101 -t 10.10.0.101:443
 --add-laddr -z 192.168.10.100 -t 10.10.0.101:443
--A -t 10.10.0.102:8443 -s wlc
+-A -t 10.10.0.102:8443 -s wlc --synproxy off
 --add-laddr -z 192.168.10.102 -t 10.10.0.102:8443
 -A -u 10.10.0.103:9000 -s rr
 ";

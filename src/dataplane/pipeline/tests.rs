@@ -1579,6 +1579,7 @@ fn a_new_service_and_weights_take_effect_at_once() {
                 scheduler: SchedulerKind::Rr,
                 flags: SchedFlags::default(),
                 persistence: None,
+                synproxy: Default::default(),
             },
         },
     );
