@@ -19,3 +19,4 @@
 #include <rte_tcp.h>
 #include <rte_udp.h>
 #include <rte_arp.h>
+#include <rte_pdump.h>

@@ -29,6 +29,7 @@ pub fn run(
     on_ready: impl FnOnce(),
 ) -> Result<Counters, String> {
     let eal = Eal::init(&config.eal).map_err(|e| e.to_string())?;
+    crate::dpdk::capture::serve(&eal);
     let port_count = eal.port_count();
     if port_count == 0 {
         return Err(
