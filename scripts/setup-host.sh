@@ -6,6 +6,8 @@ set -euo pipefail
 PACKAGES=(
     libdpdk-dev dpdk-dev libclang-dev clang pkg-config
     iproute2 iputils-ping iputils-arping ethtool curl python3 bridge-utils tcpdump
+    # deploy/: dpdk-devbind.py (package dpdk), systemd-analyze for the unit checks
+    dpdk systemd
 )
 HUGEPAGES=${SLUICE_HUGEPAGES:-512}
 
