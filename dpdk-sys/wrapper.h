@@ -20,3 +20,4 @@
 #include <rte_udp.h>
 #include <rte_arp.h>
 #include <rte_pdump.h>
+#include <rte_pcapng.h>

@@ -1,20 +1,24 @@
-//! Live packet capture with `dpdk-dumpcap`: the pdump server of the primary
-//! process.
+//! Live packet capture with `dpdk-dumpcap`: the capture server of the
+//! primary process.
 //!
 //! dpdk-dumpcap is a DPDK secondary process. It attaches to sluice's shared
 //! memory through EAL's runtime directory (`/var/run/dpdk/PREFIX`), makes its
 //! own ring and mempool there, and asks sluice over EAL's IPC socket (the
-//! `mp_pdump` action that `rte_pdump_init` registers) to add rx/tx callbacks
-//! to a port's queues; the callbacks copy each burst into that ring.
+//! `mp_pdump` action) to add rx/tx callbacks to a port's queues; the
+//! callbacks copy each burst into that ring. `rte_pdump_init` sets up the
+//! shared statistics and the action; [`server`] then takes the action over,
+//! so that stopping a capture cannot crash a worker (see there).
 //!
 //! What it costs while nobody captures: per packet, nothing that is not paid
 //! already. `rte_eth_rx_burst`/`rte_eth_tx_burst` always load the queue's
 //! callback pointer (DPDK is built with `RTE_ETHDEV_RXTX_CALLBACKS`) and
-//! branch on it being NULL; pdump only sets it while a capture runs. Per
-//! process: `rte_pdump_init` reserves one 4 MiB memzone (capture statistics
-//! for every port and queue) and registers an IPC handler. The IPC thread
+//! branch on it being NULL; only a running capture sets it. Per process:
+//! `rte_pdump_init` reserves one 4 MiB memzone (capture statistics for every
+//! port and queue) and an IPC action is registered. The IPC thread
 //! (`rte_mp_handle`, blocked in `recvmsg`), the shared files and the
 //! hugepages belong to EAL's shared mode itself, which capture needs.
+
+mod server;
 
 use super::Eal;
 use dpdk_sys as sys;
@@ -92,6 +96,11 @@ fn start(eal: &Eal) -> Capture {
     if rc != 0 {
         let err = super::DpdkError::from_errno("rte_pdump_init");
         return unavailable(&err.to_string());
+    }
+    if let Err(e) = server::install() {
+        return unavailable(&format!(
+            "rte_pdump_init done, but the capture server failed: {e}"
+        ));
     }
     Capture::Available {
         file_prefix: file_prefix_of(&dir),
