@@ -29,13 +29,13 @@ use std::path::{Path, PathBuf};
 /// Whether `dpdk-dumpcap` can attach to this process.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Capture {
-    /// The pdump server is up; dumpcap attaches with `--file-prefix=PREFIX`.
+    /// The capture server is up; dumpcap attaches with `--file-prefix=PREFIX`.
     Available { file_prefix: String },
     /// Capture cannot work with this EAL set-up (or its set-up failed).
     Unavailable { reason: String },
 }
 
-/// Starts the pdump server when EAL runs in a mode a secondary process can
+/// Starts the capture server when EAL runs in a mode a secondary process can
 /// attach to (hugepages, shared config), and logs either the `dpdk-dumpcap`
 /// command to use or why capture is unavailable. Never fails: capture is a
 /// diagnostic, not a reason to stop the load balancer.

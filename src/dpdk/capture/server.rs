@@ -544,10 +544,12 @@ impl Server {
                 warn!("capture: removing the callback of port {port} queue {queue} {direction:?} failed ({rc})");
             }
         }
+        // One deadline for all of them: dumpcap waits 5 s for the whole answer.
+        let deadline = Instant::now() + QUIESCE_TIMEOUT;
         for ((port, queue, direction), active) in &stopped {
-            if !wait_until_left(active.tap) {
+            if !wait_until_left(active.tap, deadline) {
                 warn!(
-                    "capture: a worker stayed {} s in the callback of port {port} queue {queue} {direction:?}; answering anyway",
+                    "capture: a worker stayed in the callback of port {port} queue {queue} {direction:?} for {} s; answering anyway",
                     QUIESCE_TIMEOUT.as_secs()
                 );
             }
@@ -584,12 +586,11 @@ impl Server {
 /// Waits until a worker that may be inside `tap`'s callback has left it.
 /// A worker entering after `enabled` was cleared does not touch the capture,
 /// so waiting for the count seen now to change is enough.
-fn wait_until_left(tap: &Tap) -> bool {
+fn wait_until_left(tap: &Tap, deadline: Instant) -> bool {
     let seen = tap.in_use.load(Ordering::SeqCst);
     if seen.is_multiple_of(2) {
         return true;
     }
-    let deadline = Instant::now() + QUIESCE_TIMEOUT;
     while tap.in_use.load(Ordering::SeqCst) == seen {
         if Instant::now() >= deadline {
             return false;
