@@ -19,3 +19,5 @@
 #include <rte_tcp.h>
 #include <rte_udp.h>
 #include <rte_arp.h>
+#include <rte_pdump.h>
+#include <rte_pcapng.h>

@@ -6,7 +6,12 @@ set -euo pipefail
 PACKAGES=(
     libdpdk-dev dpdk-dev libclang-dev clang pkg-config
     iproute2 iputils-ping iputils-arping ethtool curl python3 bridge-utils tcpdump
+<<<<<<< HEAD
     wrk prometheus
+=======
+    # deploy/: dpdk-devbind.py (package dpdk), systemd-analyze for the unit checks
+    dpdk systemd
+>>>>>>> baremetal
 )
 HUGEPAGES=${SLUICE_HUGEPAGES:-512}
 

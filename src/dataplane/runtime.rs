@@ -60,6 +60,7 @@ impl Dataplane {
         first: impl FnOnce(&[PortFacts], u16) -> Result<Snapshot, String>,
     ) -> Result<(Dataplane, Handles), String> {
         let eal = Eal::init(&config.eal).map_err(|e| e.to_string())?;
+        crate::dpdk::capture::serve(&eal);
         let port_count = eal.port_count();
         if port_count == 0 {
             return Err(

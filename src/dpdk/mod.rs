@@ -2,6 +2,7 @@
 //! lcores). Nothing above `dataplane::worker` touches DPDK; the packet core
 //! sees only byte slices.
 
+pub mod capture;
 mod eal;
 mod error;
 pub mod flow;

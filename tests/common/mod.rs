@@ -543,6 +543,7 @@ pub struct LbConfig {
     workers: usize,
     routed: bool,
     local_port_range: Option<(u16, u16)>,
+    shared_memory: Option<String>,
 }
 
 impl Default for LbConfig {
@@ -558,6 +559,7 @@ impl LbConfig {
             workers: 1,
             routed: false,
             local_port_range: None,
+            shared_memory: None,
         }
     }
 
@@ -588,9 +590,19 @@ impl LbConfig {
         self
     }
 
+    /// EAL on hugepages with its shared files under `--file-prefix=PREFIX`, instead of
+    /// `--no-huge --no-shconf`: what a secondary process such as `dpdk-dumpcap` needs to
+    /// attach. Pair it with [`EalFiles`], which removes what EAL leaves behind.
+    pub fn shared_memory(mut self, file_prefix: &str) -> LbConfig {
+        self.shared_memory = Some(file_prefix.to_string());
+        self
+    }
+
     /// The `dpdk.eal` arguments. One worker: `-l 0-1`. N workers: `--lcores=0@0,1@0,2@1,..`
     /// (main lcore 0 on CPU 0, where it mostly sleeps; worker lcore K on CPU (K-1) mod
-    /// CPUs) and `qpairs=N` on each af_packet vdev.
+    /// CPUs) and `qpairs=N` on each af_packet vdev. Memory: `--no-huge -m 512 --no-shconf`
+    /// (nothing shared, nothing left behind), or hugepages and shared files with
+    /// [`LbConfig::shared_memory`].
     pub fn eal(&self) -> Vec<String> {
         let mut eal: Vec<String> = Vec::new();
         if self.workers == 1 {
@@ -603,11 +615,15 @@ impl LbConfig {
             }
             eal.push(lcores);
         }
-        eal.extend(
-            ["--no-pci", "--no-huge", "-m", "512", "--no-shconf"]
-                .iter()
-                .map(|s| s.to_string()),
-        );
+        eal.push("--no-pci".to_string());
+        match &self.shared_memory {
+            Some(prefix) => eal.push(format!("--file-prefix={prefix}")),
+            None => eal.extend(
+                ["--no-huge", "-m", "512", "--no-shconf"]
+                    .iter()
+                    .map(|s| s.to_string()),
+            ),
+        }
         let qpairs = if self.workers == 1 {
             String::new()
         } else {
@@ -733,7 +749,7 @@ pub struct Stopped {
     pub stderr: String,
 }
 
-fn read_lossy(path: &Path) -> String {
+pub fn read_lossy(path: &Path) -> String {
     let mut bytes = Vec::new();
     if let Ok(mut f) = fs::File::open(path) {
         let _ = f.read_to_end(&mut bytes);
@@ -741,7 +757,7 @@ fn read_lossy(path: &Path) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
-fn signal(pid: u32, sig: &str) {
+pub fn signal(pid: u32, sig: &str) {
     let _ = Command::new("kill")
         .args([sig, &pid.to_string()])
         .stdin(Stdio::null())
@@ -755,7 +771,7 @@ pub fn signal_hup(pid: u32) {
     signal(pid, "-HUP");
 }
 
-fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
     let deadline = Instant::now() + timeout;
     loop {
         match child.try_wait() {
@@ -1051,4 +1067,126 @@ impl Stopped {
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Where EAL keeps a primary process's shared files (config, memory maps, the IPC socket)
+/// when it runs as root.
+const EAL_RUNTIME_ROOT: &str = "/var/run/dpdk";
+
+/// The mount points of every hugetlbfs.
+fn hugetlbfs_mounts() -> Vec<PathBuf> {
+    fs::read_to_string("/proc/mounts")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (_, dir, kind) = (f.next()?, f.next()?, f.next()?);
+            (kind == "hugetlbfs").then(|| PathBuf::from(dir))
+        })
+        .collect()
+}
+
+/// Free 2 MiB hugepages, and whether a 2 MiB hugetlbfs is mounted for EAL to use.
+fn free_2m_hugepages() -> (u64, bool) {
+    let free = fs::read_to_string("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    let default_2m = fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Hugepagesize:") && l.contains(" 2048 kB"));
+    let mounted = fs::read_to_string("/proc/mounts")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3
+                && f[2] == "hugetlbfs"
+                && (f[3].contains("pagesize=2M") || (!f[3].contains("pagesize=") && default_2m))
+        });
+    (free, mounted)
+}
+
+/// Panics, saying what to do, unless at least `pages` 2 MiB hugepages are free and a
+/// hugetlbfs for them is mounted. scripts/setup-host.sh reserves 512 and mounts
+/// /dev/hugepages; a test that needs hugepages must not quietly pass without them.
+pub fn require_free_hugepages(test: &str, pages: u64) {
+    let (free, mounted) = free_2m_hugepages();
+    assert!(
+        mounted,
+        "{test}: needs a hugetlbfs of 2 MiB pages mounted (e.g. /dev/hugepages); none is in \
+         /proc/mounts. Run scripts/setup-host.sh, or: mkdir -p /dev/hugepages && \
+         mount -t hugetlbfs nodev /dev/hugepages"
+    );
+    assert!(
+        free >= pages,
+        "{test}: needs {pages} free 2 MiB hugepages ({} MiB) for sluice and dpdk-dumpcap, \
+         but only {free} are free (/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages). \
+         Run scripts/setup-host.sh (reserves 512), or raise /proc/sys/vm/nr_hugepages; \
+         leftover files of dead DPDK processes in the hugetlbfs mounts also hold pages",
+        pages * 2
+    );
+}
+
+/// The files a DPDK primary process with `--file-prefix=PREFIX` leaves behind (EAL does not
+/// remove them at exit): hugepage files `PREFIXmap_*` in every hugetlbfs mount, which keep
+/// their pages reserved, and the runtime directory /var/run/dpdk/PREFIX. Removed on drop,
+/// so declare it before the process that creates them (it must drop after that process).
+pub struct EalFiles {
+    prefix: String,
+}
+
+impl EalFiles {
+    /// Also removes the files of earlier test processes that died without cleaning up
+    /// (prefixes `sl<pid>x<n>` of a dead pid, as the testbed names).
+    pub fn new(prefix: &str) -> EalFiles {
+        if let Ok(entries) = fs::read_dir(EAL_RUNTIME_ROOT) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if let Some(pid) = test_prefix_pid(&name) {
+                    if !pid_alive(pid) {
+                        eprintln!("removing EAL files of dead test process {pid} ({name})");
+                        remove_eal_files(&name);
+                    }
+                }
+            }
+        }
+        EalFiles {
+            prefix: prefix.to_string(),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+}
+
+/// The pid in a test prefix `sl<pid>x<n>`.
+fn test_prefix_pid(name: &str) -> Option<u32> {
+    let (pid, n) = name.strip_prefix("sl")?.split_once('x')?;
+    if n.is_empty() || !n.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    pid.parse().ok()
+}
+
+fn remove_eal_files(prefix: &str) {
+    let map_prefix = format!("{prefix}map_");
+    for mount in hugetlbfs_mounts() {
+        if let Ok(entries) = fs::read_dir(&mount) {
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().starts_with(&map_prefix) {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
+        }
+    }
+    let _ = fs::remove_dir_all(Path::new(EAL_RUNTIME_ROOT).join(prefix));
+}
+
+impl Drop for EalFiles {
+    fn drop(&mut self) {
+        remove_eal_files(&self.prefix);
+    }
 }
