@@ -56,6 +56,8 @@ fn list_shows_the_toml_in_ipvsadm_layout() {
     let tb = Testbed::up(2);
     let lb = Sluice::start(&tb, &config(&http("wrr", 1, 3)));
     tb.curl_ok(&format!("http://{VIP}/whoami"));
+    // Workers publish their counters every 100 ms.
+    thread::sleep(Duration::from_millis(300));
 
     let listing = lb.ctl_ok(&["-L", "-n"]);
     let lines: Vec<&str> = listing.lines().collect();

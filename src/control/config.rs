@@ -69,6 +69,37 @@ pub struct DataplaneConfig {
     pub local_port_range: RangeInclusive<u16>,
     /// Use the NICs' tx checksum offload where they have it.
     pub tx_checksum_offload: bool,
+    /// Most embryonic (SYN_RECV) sessions per worker; a new connection
+    /// beyond it evicts the oldest. 0: a quarter of `max_sessions`.
+    pub syn_recv_budget: usize,
+}
+
+/// The SYN proxy's settings (`[synproxy]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SynProxyConfig {
+    /// The MSS sluice's SYN-ACK advertises to clients.
+    pub mss: u16,
+    /// The window scale it advertises to clients that offer one.
+    pub window_scale: u8,
+    /// "auto" engages on a worker holding this many SYN_RECV sessions
+    /// (0: a sixteenth of `max_sessions`)...
+    pub auto_syn_recv: usize,
+    /// ... or seeing this many new connections per second.
+    pub auto_syn_rate: u32,
+    /// Client ACKs a worker holds while their real server answers.
+    pub hold: usize,
+}
+
+impl Default for SynProxyConfig {
+    fn default() -> Self {
+        SynProxyConfig {
+            mss: 1460,
+            window_scale: 7,
+            auto_syn_recv: 0,
+            auto_syn_rate: 20_000,
+            hold: 1024,
+        }
+    }
 }
 
 impl Default for DataplaneConfig {
@@ -83,6 +114,7 @@ impl Default for DataplaneConfig {
             tx_desc: 1024,
             local_port_range: 1024..=65535,
             tx_checksum_offload: true,
+            syn_recv_budget: 0,
         }
     }
 }
@@ -118,6 +150,7 @@ pub struct Config {
     pub eal: Vec<String>,
     pub dataplane: DataplaneConfig,
     pub control: ControlConfig,
+    pub synproxy: SynProxyConfig,
     /// Services, routes, neighbours, timeouts and the interfaces.
     pub state: State,
 }
@@ -130,6 +163,8 @@ struct RawConfig {
     dataplane: RawDataplane,
     #[serde(default)]
     control: RawControl,
+    #[serde(default)]
+    synproxy: RawSynProxyConfig,
     #[serde(default, rename = "interface")]
     interfaces: Vec<RawInterface>,
     #[serde(default, rename = "route")]
@@ -160,6 +195,17 @@ struct RawDataplane {
     tx_desc: Option<u16>,
     local_port_range: Option<[u16; 2]>,
     tx_checksum_offload: Option<bool>,
+    syn_recv_budget: Option<usize>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSynProxyConfig {
+    mss: Option<u16>,
+    window_scale: Option<u8>,
+    auto_syn_recv: Option<usize>,
+    auto_syn_rate: Option<u32>,
+    hold: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -285,6 +331,8 @@ impl Config {
             Some("dataplane")
         } else if self.control != new.control {
             Some("control")
+        } else if self.synproxy != new.synproxy {
+            Some("synproxy")
         } else if self.state.interfaces() != new.state.interfaces() {
             Some("interface")
         } else {
@@ -321,6 +369,7 @@ impl Validator<'_> {
         }
         let dataplane = self.dataplane(&raw.dataplane)?;
         let control = self.control(&raw.control)?;
+        let synproxy = self.synproxy(&raw.synproxy)?;
         let interfaces = self.interfaces(&raw.interfaces)?;
         let mut changes = Vec::new();
         self.neighbours(&raw.neighbours, &mut changes)?;
@@ -348,6 +397,7 @@ impl Validator<'_> {
             eal: raw.dpdk.eal,
             dataplane,
             control,
+            synproxy,
             state,
         })
     }
@@ -369,6 +419,7 @@ impl Validator<'_> {
                 None => d.local_port_range,
             },
             tx_checksum_offload: raw.tx_checksum_offload.unwrap_or(d.tx_checksum_offload),
+            syn_recv_budget: raw.syn_recv_budget.unwrap_or(d.syn_recv_budget),
         };
         let ports = &out.local_port_range;
         if *ports.start() == 0 || ports.start() > ports.end() {
@@ -399,6 +450,27 @@ impl Validator<'_> {
             if !(64..=16384).contains(&v) {
                 return Err(self.err(format!("dataplane.{name}"), "must be between 64 and 16384"));
             }
+        }
+        Ok(out)
+    }
+
+    fn synproxy(&self, raw: &RawSynProxyConfig) -> Result<SynProxyConfig, ConfigError> {
+        let d = SynProxyConfig::default();
+        let out = SynProxyConfig {
+            mss: raw.mss.unwrap_or(d.mss),
+            window_scale: raw.window_scale.unwrap_or(d.window_scale),
+            auto_syn_recv: raw.auto_syn_recv.unwrap_or(d.auto_syn_recv),
+            auto_syn_rate: raw.auto_syn_rate.unwrap_or(d.auto_syn_rate),
+            hold: raw.hold.unwrap_or(d.hold),
+        };
+        if !(536..=9000).contains(&out.mss) {
+            return Err(self.err("synproxy.mss", "must be between 536 and 9000"));
+        }
+        if out.window_scale > 14 {
+            return Err(self.err("synproxy.window_scale", "must be between 0 and 14"));
+        }
+        if out.hold == 0 || out.hold > 65536 {
+            return Err(self.err("synproxy.hold", "must be between 1 and 65536"));
         }
         Ok(out)
     }

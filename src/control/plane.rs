@@ -210,6 +210,7 @@ impl ControlPlane {
         let retired = self.retired(&next, &slots);
         let snapshot = Snapshot::from_inputs(&Inputs {
             dataplane: &self.config.dataplane,
+            synproxy: &self.config.synproxy,
             state: &next,
             slots: &slots,
             expire_nodest_conn: self.expire_nodest_conn,

@@ -111,6 +111,27 @@ counters! {
     /// FULLNAT: no free local address/port toward that real server (or
     /// the service has no local address yet).
     DropLaddrExhausted => "drop_laddr_exhausted",
+    /// SYN proxy: cookie SYN-ACKs sent for client SYNs.
+    SynproxyCookiesSent => "synproxy_cookies_sent",
+    /// SYN proxy: client ACKs whose cookie checked (sessions made).
+    SynproxyCookiesValid => "synproxy_cookies_valid",
+    /// SYN proxy: real servers that answered the proxied SYN (spliced).
+    SynproxyHandshakes => "synproxy_handshakes",
+    /// SYN proxy: real servers that refused it (RST passed to the client).
+    SynproxyRealRefused => "synproxy_real_refused",
+    /// "auto" SYN proxy engagements (a SYN flood seen by a worker).
+    SynproxyEngaged => "synproxy_engaged",
+    /// Embryonic sessions evicted to make room (table full or SYN_RECV
+    /// budget reached), IPVS's drop_entry.
+    SessionsEvicted => "sessions_evicted",
+    /// SYN proxy: an ACK with no session whose cookie did not check.
+    DropSynproxyBadCookie => "drop_synproxy_bad_cookie",
+    /// SYN proxy: a client segment while its real server has not answered
+    /// (one is held; the client retransmits the others).
+    DropSynproxyWaiting => "drop_synproxy_waiting",
+    /// SYN proxy: no room to hold the client's ACK (it is dropped; the
+    /// client's next segment completes the handshake).
+    DropSynproxyHoldFull => "drop_synproxy_hold_full",
     /// A packet of a session whose real server was removed, with IPVS's
     /// expire_nodest_conn on: the session is ended, the packet dropped.
     DropRealRemoved => "drop_real_removed",

@@ -4,12 +4,13 @@
 //! control side from the desired state (`control::state`) for every change;
 //! workers only read it, and pick a new one up between bursts (`publish`).
 
-use crate::control::config::{Config, DataplaneConfig};
+use crate::control::config::{Config, DataplaneConfig, SynProxyConfig};
 use crate::control::slots::{RealSlots, SlotUse};
 use crate::control::state::{NeighbourSpec, State};
 use crate::lb::scheduler::{SchedTable, DEFAULT_MH_TABLE_SIZE};
 use crate::lb::service::{RealServer, Service, ServiceError, ServiceTable, SynProxyMode};
 pub use crate::lb::stats::SlotState;
+use crate::lb::synproxy;
 use crate::lb::tcp_state::Timeouts;
 use crate::lb::Proto;
 use crate::net::cidr::Ipv4Cidr;
@@ -59,6 +60,7 @@ pub enum Destination {
 #[derive(Clone, Copy)]
 pub struct Inputs<'a> {
     pub dataplane: &'a DataplaneConfig,
+    pub synproxy: &'a SynProxyConfig,
     pub state: &'a State,
     pub slots: &'a RealSlots,
     /// Sessions of removed reals end on their next packet (IPVS's
@@ -92,6 +94,7 @@ pub struct Snapshot {
     pub workers: u16,
     /// Indexed by real server slot (`dataplane.max_reals` of them).
     pub slots: Box<[SlotState]>,
+    pub synproxy: synproxy::Settings,
     /// Interface address -> its port.
     interface_addrs: HashMap<Ipv4Addr, u16>,
     /// What each of our addresses is (VIP, local, interface): one lookup
@@ -107,6 +110,7 @@ impl Snapshot {
         slots.assign(&config.state, 0)?;
         Snapshot::from_inputs(&Inputs {
             dataplane: &config.dataplane,
+            synproxy: &config.synproxy,
             state: &config.state,
             slots: &slots,
             expire_nodest_conn: false,
@@ -121,6 +125,7 @@ impl Snapshot {
     pub fn from_inputs(inputs: &Inputs) -> Result<Snapshot, String> {
         let Inputs {
             dataplane,
+            synproxy: synproxy_config,
             state,
             slots: real_slots,
             expire_nodest_conn,
@@ -203,8 +208,25 @@ impl Snapshot {
             })
             .collect();
         let routes = state.route_table().map_err(|e| e.reason)?;
+        let max_sessions = dataplane.max_sessions;
+        let synproxy = synproxy::Settings {
+            key: synproxy::process_key().clone(),
+            mss: synproxy_config.mss,
+            window_scale: synproxy_config.window_scale,
+            auto_syn_recv: match synproxy_config.auto_syn_recv {
+                0 => (max_sessions / 16).max(1),
+                n => n,
+            },
+            auto_syn_rate: synproxy_config.auto_syn_rate,
+            hold: synproxy_config.hold,
+            syn_recv_budget: match dataplane.syn_recv_budget {
+                0 => (max_sessions / 4).max(1),
+                n => n,
+            },
+        };
         Ok(Snapshot {
             epoch,
+            synproxy,
             ports,
             routes,
             timeouts: state.timeouts,

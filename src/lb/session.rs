@@ -35,6 +35,7 @@ use std::hash::BuildHasher;
 use std::net::Ipv4Addr;
 
 use super::mem;
+use super::synproxy::Splice;
 use super::tcp_state::TcpState;
 use super::Proto;
 
@@ -89,7 +90,22 @@ impl ConnState {
     }
 }
 
-/// One connection through a service. 48 bytes.
+/// `Session::flags` bits.
+pub mod flags {
+    /// A SYN-proxied session waiting for its real server's SYN-ACK: the
+    /// splice holds the cookie in `server_seq`, sluice's SYN-ACK TSval in
+    /// `ts`, the client's window scale in `window_in` (-1: none) and the
+    /// cookie's MSS index in `window_out`.
+    pub const SYNPROXY_WAIT: u8 = 1;
+    /// Segments are rewritten by `splice` (SYN proxy, PROXY protocol).
+    pub const SPLICED: u8 = 2;
+    /// The client offered SACK (SYN proxy, from its cookie).
+    pub const CLIENT_SACK: u8 = 4;
+    /// The client uses timestamps (SYN proxy).
+    pub const CLIENT_TS: u8 = 8;
+}
+
+/// One connection through a service. 64 bytes with its splice.
 ///
 /// The pipeline rewrites an inbound packet to (src = `outbound.dst:dport`,
 /// dst = `outbound.src:sport`) and an outbound packet to (src =
@@ -108,6 +124,9 @@ pub struct Session {
     /// Milliseconds (on the clock passed to `SessionTable::expire`) at which
     /// the session expires unless refreshed.
     pub expires: u64,
+    /// How its segments are rewritten when `flags` has `SPLICED`.
+    pub splice: Splice,
+    pub flags: u8,
 }
 
 /// Index of a session's slot in its `SessionTable`. Reused after removal.
@@ -361,6 +380,35 @@ impl SessionTable {
             .filter_map(move |(i, slot)| Some(((from + i) as SessionId, slot.0.as_ref()?)))
     }
 
+    /// The live session that expires first among those `pred` accepts,
+    /// looking at no more than `max_visit` sessions in expiry order (the
+    /// wheel's order: the pending list, then each tick from the cursor on).
+    /// How the table finds an embryonic session to evict when it is full.
+    pub fn soonest(&self, max_visit: usize, pred: impl Fn(&Session) -> bool) -> Option<SessionId> {
+        if self.len == 0 {
+            return None;
+        }
+        let mut visited = 0;
+        let lists = std::iter::once(self.pending_sentinel())
+            .chain((0..WHEEL_SLOTS as u64).map(|t| self.wheel_sentinel(self.cursor + t)));
+        for list in lists {
+            let mut id = self.links[list as usize].next;
+            while id != list {
+                if visited == max_visit {
+                    return None;
+                }
+                visited += 1;
+                if let Some(Slot(Some(s))) = self.slots.get(id as usize) {
+                    if pred(s) {
+                        return Some(id);
+                    }
+                }
+                id = self.links[id as usize].next;
+            }
+        }
+        None
+    }
+
     /// Live sessions in slot order. O(capacity): for the control plane, not
     /// the packet path.
     pub fn iter(&self) -> impl Iterator<Item = (SessionId, &Session)> + '_ {
@@ -371,7 +419,7 @@ impl SessionTable {
     }
 
     /// Advances the wheel to `now_ms` and removes sessions whose `expires <=
-    /// now_ms`, calling `on_expire` for each just before it is removed.
+    /// now_ms`, calling `on_expire` with its id for each just before it is removed.
     /// Sessions whose `expires` was pushed later are re-filed under their new
     /// time. Looks at no more than `budget` sessions per call (each either
     /// removed or re-filed) and at most one turn of wheel slots, so a call's
@@ -384,7 +432,7 @@ impl SessionTable {
         &mut self,
         now_ms: u64,
         budget: usize,
-        mut on_expire: impl FnMut(&Session),
+        mut on_expire: impl FnMut(SessionId, &Session),
     ) -> usize {
         let now_tick = now_ms / WHEEL_TICK_MS;
         if self.len == 0 {
@@ -420,7 +468,7 @@ impl SessionTable {
             visited += 1;
             match self.slots[id as usize].0 {
                 Some(session) if session.expires <= now_ms => {
-                    on_expire(&session);
+                    on_expire(id, &session);
                     self.release(id, &session);
                     removed += 1;
                 }
@@ -712,6 +760,8 @@ mod tests {
             real: 0,
             state: ConnState::Tcp(TcpState::SynRecv),
             expires,
+            splice: Splice::default(),
+            flags: 0,
         }
     }
 
@@ -743,11 +793,33 @@ mod tests {
             per_session
         );
         assert_eq!(size_of::<FlowKey>(), 14);
-        assert_eq!(size_of::<Session>(), 48);
-        assert_eq!(size_of::<Option<Session>>(), 48);
+        assert_eq!(size_of::<Session>(), 64);
+        assert_eq!(size_of::<Option<Session>>(), 64);
         assert_eq!(size_of::<Slot>(), 64);
         // 64 (slot) + 8 (link) + 2 * 2 * 8 (indexes) + the wheel's sentinels.
         assert!(per_session < 104.2, "{per_session}");
+    }
+
+    #[test]
+    fn soonest_finds_the_first_to_expire_that_matches() {
+        let mut t = SessionTable::with_capacity(16);
+        for i in 0..6u32 {
+            let mut s = session(i, 10_000 * u64::from(6 - i));
+            if i % 2 == 0 {
+                s.state = ConnState::Tcp(TcpState::Established);
+            }
+            t.insert(s).unwrap();
+        }
+        let syn_recv = |s: &Session| s.state == ConnState::Tcp(TcpState::SynRecv);
+        // Expiries: i=5 10 s (SYN_RECV), i=4 20 s (ESTABLISHED), ...
+        let id = t.soonest(16, syn_recv).unwrap();
+        assert_eq!(t.get(id).unwrap().expires, 10_000);
+        let id = t
+            .soonest(16, |s| s.state == ConnState::Tcp(TcpState::Established))
+            .unwrap();
+        assert_eq!(t.get(id).unwrap().expires, 20_000);
+        assert_eq!(t.soonest(0, syn_recv), None, "bounded");
+        assert_eq!(t.soonest(16, |_| false), None);
     }
 
     #[test]
@@ -803,7 +875,7 @@ mod tests {
         let mut empty = SessionTable::with_capacity(0);
         assert_eq!(empty.insert(session(1, 0)), Err(InsertError::Full));
         assert_eq!(empty.lookup_inbound(&session(1, 0).inbound), None);
-        assert_eq!(empty.expire(u64::MAX, 10, |_| {}), 0);
+        assert_eq!(empty.expire(u64::MAX, 10, |_, _| {}), 0);
     }
 
     #[test]
@@ -828,18 +900,18 @@ mod tests {
     #[test]
     fn touched_session_expires_at_its_new_time() {
         let mut t = SessionTable::with_capacity(4);
-        t.expire(0, 16, |_| {});
+        t.expire(0, 16, |_, _| {});
         let id = t.insert(session(1, 10_000)).unwrap();
         let other = t.insert(session(2, 10_000)).unwrap();
         t.get_mut(id).unwrap().expires = 20_000;
         let mut expired = Vec::new();
-        assert_eq!(t.expire(10_000, 16, |s| expired.push(s.inbound)), 1);
+        assert_eq!(t.expire(10_000, 16, |_, s| expired.push(s.inbound)), 1);
         assert_eq!(expired, [session(2, 0).inbound]);
         assert_eq!(t.get(other), None);
         assert!(t.get(id).is_some());
-        assert_eq!(t.expire(19_999, 16, |_| {}), 0);
+        assert_eq!(t.expire(19_999, 16, |_, _| {}), 0);
         assert!(t.get(id).is_some());
-        assert_eq!(t.expire(20_000, 16, |s| expired.push(s.inbound)), 1);
+        assert_eq!(t.expire(20_000, 16, |_, s| expired.push(s.inbound)), 1);
         assert_eq!(expired[1], session(1, 0).inbound);
         assert!(t.is_empty());
     }
@@ -847,26 +919,26 @@ mod tests {
     #[test]
     fn expiry_is_within_one_tick() {
         let mut t = SessionTable::with_capacity(4);
-        t.expire(0, 16, |_| {});
+        t.expire(0, 16, |_, _| {});
         t.insert(session(1, 10_500)).unwrap();
-        assert_eq!(t.expire(10_499, 16, |_| {}), 0);
+        assert_eq!(t.expire(10_499, 16, |_, _| {}), 0);
         // Due, but its tick (11 s) has not come yet.
-        assert_eq!(t.expire(10_999, 16, |_| {}), 0);
-        assert_eq!(t.expire(11_000, 16, |_| {}), 1);
+        assert_eq!(t.expire(10_999, 16, |_, _| {}), 0);
+        assert_eq!(t.expire(11_000, 16, |_, _| {}), 1);
     }
 
     #[test]
     fn set_expires_earlier_refiles() {
         let mut t = SessionTable::with_capacity(4);
-        t.expire(0, 16, |_| {});
+        t.expire(0, 16, |_, _| {});
         let id = t.insert(session(1, 900_000)).unwrap();
         t.set_expires(id, 10_000);
         assert_eq!(t.get(id).unwrap().expires, 10_000);
-        assert_eq!(t.expire(10_000, 16, |_| {}), 1);
+        assert_eq!(t.expire(10_000, 16, |_, _| {}), 1);
         // Already due: taken by the next call.
         let id = t.insert(session(2, 900_000)).unwrap();
         t.set_expires(id, 5_000);
-        assert_eq!(t.expire(10_000, 16, |_| {}), 1);
+        assert_eq!(t.expire(10_000, 16, |_, _| {}), 1);
         t.set_expires(id, 1); // no longer live: ignored
         t.set_expires(NIL, 1);
     }
@@ -874,14 +946,14 @@ mod tests {
     #[test]
     fn budgeted_expiry() {
         let mut t = SessionTable::with_capacity(16);
-        t.expire(0, 16, |_| {});
+        t.expire(0, 16, |_, _| {});
         for i in 0..10 {
             t.insert(session(i, 1000 + u64::from(i))).unwrap();
         }
-        let removed: Vec<usize> = (0..5).map(|_| t.expire(5_000, 3, |_| {})).collect();
+        let removed: Vec<usize> = (0..5).map(|_| t.expire(5_000, 3, |_, _| {})).collect();
         assert_eq!(removed, [3, 3, 3, 1, 0]);
         assert!(t.is_empty());
-        assert_eq!(t.expire(5_000, 0, |_| {}), 0);
+        assert_eq!(t.expire(5_000, 0, |_, _| {}), 0);
     }
 
     #[test]
@@ -892,28 +964,28 @@ mod tests {
         t.insert(session(1, now - 5)).unwrap();
         t.insert(session(2, now + 900_000)).unwrap();
         t.insert(session(3, now + 2_000_000)).unwrap();
-        assert_eq!(t.expire(now, 16, |_| {}), 1);
-        assert_eq!(t.expire(now + 899_999, 16, |_| {}), 0);
-        assert_eq!(t.expire(now + 900_000, 16, |_| {}), 1);
-        assert_eq!(t.expire(now + 1_999_999, 16, |_| {}), 0);
-        assert_eq!(t.expire(now + 2_000_000, 16, |_| {}), 1);
+        assert_eq!(t.expire(now, 16, |_, _| {}), 1);
+        assert_eq!(t.expire(now + 899_999, 16, |_, _| {}), 0);
+        assert_eq!(t.expire(now + 900_000, 16, |_, _| {}), 1);
+        assert_eq!(t.expire(now + 1_999_999, 16, |_, _| {}), 0);
+        assert_eq!(t.expire(now + 2_000_000, 16, |_, _| {}), 1);
     }
 
     #[test]
     fn clock_going_backwards_does_nothing() {
         let mut t = SessionTable::with_capacity(4);
-        t.expire(100_000, 16, |_| {});
+        t.expire(100_000, 16, |_, _| {});
         t.insert(session(1, 110_000)).unwrap();
-        assert_eq!(t.expire(0, 16, |_| {}), 0);
-        assert_eq!(t.expire(110_000, 16, |_| {}), 1);
-        assert_eq!(t.expire(u64::MAX, usize::MAX, |_| {}), 0);
+        assert_eq!(t.expire(0, 16, |_, _| {}), 0);
+        assert_eq!(t.expire(110_000, 16, |_, _| {}), 1);
+        assert_eq!(t.expire(u64::MAX, usize::MAX, |_, _| {}), 0);
     }
 
     #[test]
     fn expire_100k_across_the_wheel() {
         const N: u32 = 100_000;
         let mut t = SessionTable::with_capacity(N as usize);
-        t.expire(0, 1, |_| {});
+        t.expire(0, 1, |_, _| {});
         // Spread over 2000 s, about two turns of the wheel; a third of them
         // are refreshed later, some beyond the first turn.
         let mut rng = Rng(0x2545_f491_4f6c_dd1d);
@@ -929,7 +1001,7 @@ mod tests {
         while !t.is_empty() {
             now += step;
             assert!(now <= 2_600_000, "{} left", t.len());
-            removed += t.expire(now, 1000, |s| {
+            removed += t.expire(now, 1000, |_, s| {
                 assert!(s.expires <= now);
                 assert!(
                     now - s.expires < WHEEL_TICK_MS + step,
@@ -978,7 +1050,7 @@ mod tests {
                 }
                 _ => {
                     now += rng.below(300);
-                    expired += t.expire(now, 64, |s| {
+                    expired += t.expire(now, 64, |_, s| {
                         expired_clients.push(u32::from(s.inbound.src) - 0x0a00_0000);
                     });
                     Outcome::Other

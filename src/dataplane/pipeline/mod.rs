@@ -9,6 +9,7 @@
 mod arp;
 mod icmp;
 mod parse;
+mod synproxy;
 mod translate;
 
 use super::counters::{Counter, Counters};
@@ -19,11 +20,12 @@ use crate::lb::laddr::{self, LocalPools};
 use crate::lb::nat;
 use crate::lb::persistence::Templates;
 use crate::lb::scheduler::SchedState;
-use crate::lb::service::ForwardMode;
+use crate::lb::service::{ForwardMode, SynProxyMode};
 use crate::lb::session::{ConnState, FlowKey, InsertError, Session, SessionTable};
 use crate::lb::stats::RealStats;
 use crate::lb::tcp_state::{self, Direction, TcpFlags, TcpState};
 use crate::lb::Proto;
+use crate::net::hash::FastInt;
 use crate::net::neighbour::{Enqueue, NeighbourConfig, NeighbourEvent, NeighbourTable};
 use crate::net::nexthop_cache::{NextHopCache, Resolved};
 use crate::net::MacAddr;
@@ -33,6 +35,7 @@ use crate::wire::icmpv4::{msg_type, Icmpv4Packet};
 use crate::wire::ipv4::protocol;
 use crate::wire::{checksum, EthernetAddress, EthernetFrame, Ipv4Packet, TcpPacket, UdpPacket};
 use arrayvec::ArrayVec;
+use hashbrown::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
@@ -75,6 +78,14 @@ enum Verdict {
     /// Fully handled (e.g. an ARP reply that was learned); free it.
     Consumed,
     Drop(Counter),
+    /// SYN proxy: answer the client's SYN with this SYN-ACK, in its buffer.
+    SynAck(synproxy::SynAck),
+    /// SYN proxy: hold this client segment of session `u32` while its real
+    /// server answers (and send the real the SYN).
+    Hold(u32),
+    /// SYN proxy: the real's SYN-ACK spliced session `u32`; free it and
+    /// process the segment held for the session.
+    Release(u32),
 }
 
 /// Where a routed packet goes.
@@ -169,6 +180,16 @@ pub struct Pipeline<P> {
     stats: RealStats,
     /// Persistence templates, shared with every other worker.
     templates: Arc<Templates>,
+    /// SYN proxy: client segments held while their real servers answer,
+    /// by session id, with the port they came in on.
+    held: HashMap<u32, (u16, P), FastInt>,
+    /// Sessions in NONE or SYN_RECV (embryonic): bounded by
+    /// `syn_recv_budget`, and a sign of a SYN flood.
+    embryonic: usize,
+    /// New TCP connections in the current 100 ms window (the SYN rate).
+    syn_window: (u64, u32),
+    /// "auto" SYN proxy services answer SYNs with cookies until then (ms).
+    synproxy_until: u64,
     counters: Counters,
 }
 
@@ -197,6 +218,10 @@ impl<P: PacketBuf> Pipeline<P> {
             nexthops_refreshed: 0,
             stats: RealStats::new(snap.slots.len()),
             templates,
+            held: HashMap::with_capacity_and_hasher(snap.synproxy.hold, FastInt::default()),
+            embryonic: 0,
+            syn_window: (0, 0),
+            synproxy_until: 0,
             counters: Counters::default(),
             snap: Arc::clone(&snap),
         };
@@ -397,6 +422,18 @@ impl<P: PacketBuf> Pipeline<P> {
             }
             Verdict::Consumed => {}
             Verdict::Drop(reason) => self.counters.inc(reason),
+            Verdict::SynAck(plan) => {
+                if self.emit_synack(in_port, &mut pkt, &plan) {
+                    io.send(in_port, pkt);
+                } else {
+                    self.counters.inc(Counter::DropMbufExhausted);
+                }
+            }
+            Verdict::Hold(id) => self.hold(in_port, id, pkt, now, io),
+            Verdict::Release(id) => {
+                drop(pkt);
+                self.release(id, now, io);
+            }
         }
     }
 
@@ -408,17 +445,20 @@ impl<P: PacketBuf> Pipeline<P> {
             self.nexthops.invalidate();
             self.nexthops_refreshed = now;
         }
+        self.synproxy_watch(now);
         let mut ends = SessionEnds {
             pools: &mut self.pools,
             stats: &mut self.stats,
             templates: &self.templates,
             snap: &self.snap,
+            held: &mut self.held,
+            embryonic: &mut self.embryonic,
             now,
         };
         let counters = &mut self.counters;
-        self.sessions.expire(now, EXPIRE_BUDGET, |s| {
+        self.sessions.expire(now, EXPIRE_BUDGET, |id, s| {
             counters.inc(Counter::SessionsExpired);
-            ends.end(s);
+            ends.end(id, s);
         });
 
         // Collect first: the events borrow the table, the sends need self.
@@ -441,6 +481,27 @@ impl<P: PacketBuf> Pipeline<P> {
         for (ip, port, mac) in requests {
             self.send_arp_request(port, ip, mac.map(EthernetAddress), io);
         }
+    }
+
+    /// "auto" SYN proxy: every 100 ms, engage (for at least 10 s) when the
+    /// new-connection rate or the embryonic sessions pass their thresholds.
+    fn synproxy_watch(&mut self, now: u64) {
+        const WINDOW_MS: u64 = 100;
+        const HOLD_ON_MS: u64 = 10_000;
+        let (start, count) = self.syn_window;
+        if now.saturating_sub(start) < WINDOW_MS {
+            return;
+        }
+        let elapsed = now.saturating_sub(start).max(1);
+        let rate = u64::from(count) * 1000 / elapsed;
+        let s = &self.snap.synproxy;
+        if rate > u64::from(s.auto_syn_rate) || self.embryonic >= s.auto_syn_recv {
+            if now >= self.synproxy_until {
+                self.counters.inc(Counter::SynproxyEngaged);
+            }
+            self.synproxy_until = now + HOLD_ON_MS;
+        }
+        self.syn_window = (now, 0);
     }
 
     fn classify(

@@ -776,15 +776,55 @@ fn gratuitous_arp_announces_each_vip() {
 }
 
 #[test]
-fn session_table_full_refuses_new_connections_only() {
-    let services = format!("{WRR_1_3}\n[dataplane]\nmax_sessions = 2\n");
+fn a_full_table_evicts_the_oldest_embryonic_session_and_keeps_established_ones() {
+    let services = format!(
+        "{WRR_1_3}\n[dataplane]\nmax_sessions = 2\nsyn_recv_budget = 2\n[synproxy]\nauto_syn_recv = 1000\n"
+    );
     let mut lb = Lb::new(&services).with_neighbours();
     assert_eq!(lb.rx(0, client_tcp(1, 80, flags::SYN)).len(), 1);
+    lb.now = 10;
     assert_eq!(lb.rx(0, client_tcp(2, 80, flags::SYN)).len(), 1);
-    assert!(lb.rx(0, client_tcp(3, 80, flags::SYN)).is_empty());
-    assert_eq!(lb.count(Counter::DropSessionTableFull), 1);
-    // Established ones keep working.
+    // 1 becomes established; 2 stays in SYN_RECV.
     assert_eq!(lb.rx(0, client_tcp(1, 80, flags::ACK)).len(), 1);
+    // The table is full: a new connection evicts 2 (embryonic), never 1.
+    lb.now = 20;
+    assert_eq!(lb.rx(0, client_tcp(3, 80, flags::SYN)).len(), 1);
+    assert_eq!(lb.count(Counter::SessionsEvicted), 1);
+    assert_eq!(
+        lb.rx(0, client_tcp(1, 80, flags::ACK)).len(),
+        1,
+        "1 lives on"
+    );
+    assert!(
+        lb.rx(0, client_tcp(2, 80, flags::ACK)).is_empty(),
+        "2 was evicted"
+    );
+    // 3 established too: nothing left to evict, a new one is refused.
+    assert_eq!(lb.rx(0, client_tcp(3, 80, flags::ACK)).len(), 1);
+    assert!(lb.rx(0, client_tcp(4, 80, flags::SYN)).is_empty());
+    assert_eq!(lb.count(Counter::DropSessionTableFull), 1);
+}
+
+#[test]
+fn the_syn_recv_budget_keeps_room_for_established_sessions() {
+    let services = format!(
+        "{WRR_1_3}\n[dataplane]\nmax_sessions = 100\nsyn_recv_budget = 10\n\
+         [synproxy]\nauto_syn_recv = 1000\nauto_syn_rate = 1000000\n"
+    );
+    let mut lb = Lb::new(&services).with_neighbours();
+    for sport in 1000..1050u16 {
+        lb.now = u64::from(sport);
+        assert_eq!(lb.rx(0, client_tcp(sport, 80, flags::SYN)).len(), 1);
+    }
+    assert_eq!(
+        lb.p.sessions().len(),
+        10,
+        "never more than the budget in SYN_RECV"
+    );
+    assert_eq!(lb.count(Counter::SessionsEvicted), 40);
+    // The newest ten are the ones left.
+    assert_eq!(lb.rx(0, client_tcp(1049, 80, flags::ACK)).len(), 1);
+    assert!(lb.rx(0, client_tcp(1000, 80, flags::ACK)).is_empty());
 }
 
 #[test]
@@ -1389,7 +1429,7 @@ fn physical_ports_do_not_look_for_partial_checksums() {
 }
 
 #[test]
-fn partial_checksums_need_no_completing_when_the_nic_computes_them() {
+fn partial_checksums_are_completed_for_nic_offload_ports_too() {
     let mut f = facts(true);
     for port in &mut f {
         port.rx_partial_checksums = true;
@@ -1399,7 +1439,9 @@ fn partial_checksums_need_no_completing_when_the_nic_computes_them() {
     make_partial(&mut syn);
     let out = lb.rx(0, syn);
     assert_eq!(out.len(), 1);
-    assert_eq!(lb.count(Counter::RxPartialChecksums), 0);
+    // Completed first (a spliced session rewrites it incrementally before
+    // the NIC finishes it); the NIC then computes it again.
+    assert_eq!(lb.count(Counter::RxPartialChecksums), 1);
 }
 
 /// Live changes: the control side's path (state -> slots -> snapshot), a
@@ -1408,6 +1450,7 @@ struct Live {
     state: crate::control::state::State,
     slots: crate::control::slots::RealSlots,
     dataplane: crate::control::config::DataplaneConfig,
+    synproxy: crate::control::config::SynProxyConfig,
     epoch: u64,
     expire_nodest_conn: bool,
 }
@@ -1421,6 +1464,7 @@ impl Live {
             state: c.state,
             slots,
             dataplane: c.dataplane,
+            synproxy: c.synproxy,
             epoch: 0,
             expire_nodest_conn: false,
         }
@@ -1430,6 +1474,7 @@ impl Live {
         Arc::new(
             Snapshot::from_inputs(&crate::dataplane::snapshot::Inputs {
                 dataplane: &self.dataplane,
+                synproxy: &self.synproxy,
                 state: &self.state,
                 slots: &self.slots,
                 expire_nodest_conn: self.expire_nodest_conn,
@@ -1669,4 +1714,370 @@ addr = "192.168.10.3:8080"
         .find(|&p| client_owner(ip(CLIENT), p, 2) == 0)
         .unwrap();
     assert!(connect(lb, sport).is_some());
+}
+
+// ---- The SYN proxy ----
+
+const SYNPROXY_ON: &str = r#"
+[[service]]
+vip = "10.10.0.100:80"
+proto = "tcp"
+scheduler = "rr"
+synproxy = true
+[[service.real]]
+addr = "192.168.10.2:8080"
+"#;
+
+/// A TCP frame with the given sequence numbers, window, options and payload.
+#[allow(clippy::too_many_arguments)]
+fn tcp_full(
+    dst_mac: EthernetAddress,
+    src_mac: EthernetAddress,
+    (src, sport): (&str, u16),
+    (dst, dport): (&str, u16),
+    tcp_flags: u8,
+    (seq, ack): (u32, u32),
+    window: u16,
+    options: &[u8],
+    payload: &[u8],
+) -> Vec<u8> {
+    let hl = 20 + options.len();
+    let mut t = vec![0u8; hl + payload.len()];
+    {
+        let mut tcp = TcpPacket::new_unchecked(&mut t[..]);
+        tcp.set_src_port(sport);
+        tcp.set_dst_port(dport);
+        tcp.set_seq_number(seq);
+        tcp.set_ack_number(ack);
+        tcp.set_header_len(hl);
+        tcp.set_flags(tcp_flags);
+        tcp.set_window_len(window);
+    }
+    t[20..hl].copy_from_slice(options);
+    t[hl..].copy_from_slice(payload);
+    TcpPacket::new_unchecked(&mut t[..]).fill_checksum(ip(src), ip(dst));
+    eth(
+        dst_mac,
+        src_mac,
+        ethertype::IPV4,
+        &ipv4(ip(src), ip(dst), protocol::TCP, &t),
+    )
+}
+
+fn options(o: crate::wire::tcp_options::SynOptions) -> Vec<u8> {
+    let mut v = vec![0u8; o.len()];
+    o.emit(&mut v);
+    v
+}
+
+fn ts_option(tsval: u32, tsecr: u32) -> Vec<u8> {
+    let mut v = vec![1, 1, 8, 10];
+    v.extend_from_slice(&tsval.to_be_bytes());
+    v.extend_from_slice(&tsecr.to_be_bytes());
+    v
+}
+
+/// (seq, ack, flags, options) of a TCP frame, checking every checksum.
+fn tcp_of(frame: &[u8]) -> (u32, u32, u8, crate::wire::tcp_options::SynOptions, Vec<u8>) {
+    endpoints(frame);
+    let ipp = Ipv4Packet::new_checked(&frame[ETH_LEN..]).unwrap();
+    let t = TcpPacket::new_checked(ipp.payload()).unwrap();
+    (
+        t.seq_number(),
+        t.ack_number(),
+        t.flags(),
+        crate::wire::tcp_options::SynOptions::parse(t.options()),
+        t.payload().to_vec(),
+    )
+}
+
+const CLIENT_ISN: u32 = 0x1000_0000;
+const REAL_ISN: u32 = 0x7777_0000;
+
+#[test]
+fn synproxy_splices_a_connection_and_translates_it_both_ways() {
+    use crate::wire::tcp_options::SynOptions;
+    let mut lb = Lb::new(SYNPROXY_ON).with_neighbours();
+    lb.now = 5_000;
+    // 1. The client's SYN, Linux options: a cookie SYN-ACK, no session.
+    let syn_opts = options(SynOptions {
+        mss: Some(1460),
+        window_scale: Some(7),
+        sack_permitted: true,
+        timestamp: Some((111_000, 0)),
+    });
+    let syn = tcp_full(
+        LB_WAN,
+        CLIENT_MAC,
+        (CLIENT, 40000),
+        (VIP, 80),
+        flags::SYN,
+        (CLIENT_ISN, 0),
+        64240,
+        &syn_opts,
+        b"",
+    );
+    let out = lb.rx(0, syn);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0, 0);
+    assert_eq!(l2(&out[0].1), (LB_WAN, CLIENT_MAC));
+    assert_eq!(endpoints(&out[0].1), (sa(VIP, 80), sa(CLIENT, 40000)));
+    let (cookie, ack, f, o, _) = tcp_of(&out[0].1);
+    assert_eq!(f, flags::SYN | flags::ACK);
+    assert_eq!(ack, CLIENT_ISN + 1);
+    assert_eq!(o.mss, Some(1460));
+    assert_eq!(o.window_scale, Some(7));
+    assert!(o.sack_permitted);
+    let (our_ts, echoed) = o.timestamp.unwrap();
+    assert_eq!(echoed, 111_000);
+    assert_eq!(lb.p.sessions().len(), 0, "no state for a SYN");
+    assert_eq!(lb.count(Counter::SynproxyCookiesSent), 1);
+
+    // 2. The client's ACK with the cookie (and the first data with it):
+    // held; a SYN with the client's options goes to the real.
+    let ack = tcp_full(
+        LB_WAN,
+        CLIENT_MAC,
+        (CLIENT, 40000),
+        (VIP, 80),
+        flags::ACK | flags::PSH,
+        (CLIENT_ISN + 1, cookie.wrapping_add(1)),
+        502,
+        &ts_option(111_010, our_ts),
+        b"GET /",
+    );
+    let out = lb.rx(0, ack);
+    assert_eq!(out.len(), 1, "only the SYN to the real");
+    assert_eq!(out[0].0, 1);
+    assert_eq!(endpoints(&out[0].1), (sa(CLIENT, 40000), sa(R1, 8080)));
+    let (seq, _, f, o, _) = tcp_of(&out[0].1);
+    assert_eq!((seq, f), (CLIENT_ISN, flags::SYN));
+    assert_eq!(o.mss, Some(1460));
+    assert_eq!(o.window_scale, Some(7));
+    assert!(o.sack_permitted);
+    assert_eq!(o.timestamp, Some((111_010, 0)));
+    assert_eq!(lb.p.sessions().len(), 1);
+    assert_eq!(lb.count(Counter::SynproxyCookiesValid), 1);
+
+    // 3. The real's SYN-ACK: consumed; the held ACK (with its data) goes to
+    // the real, its ack and TSecr now in the real's spaces.
+    let synack_opts = options(SynOptions {
+        mss: Some(1460),
+        window_scale: Some(9),
+        sack_permitted: true,
+        timestamp: Some((900_000, 111_010)),
+    });
+    let synack = tcp_full(
+        LB_LAN,
+        R1_MAC,
+        (R1, 8080),
+        (CLIENT, 40000),
+        flags::SYN | flags::ACK,
+        (REAL_ISN, CLIENT_ISN + 1),
+        65160,
+        &synack_opts,
+        b"",
+    );
+    let out = lb.rx(1, synack);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0, 1, "to the real, not the client");
+    let (seq, ack, f, o, payload) = tcp_of(&out[0].1);
+    assert_eq!((seq, ack), (CLIENT_ISN + 1, REAL_ISN + 1));
+    assert_eq!(f, flags::ACK | flags::PSH);
+    // TSval as the client sent it, TSecr the real's own clock.
+    assert_eq!(o.timestamp, Some((111_010, 900_000)));
+    assert_eq!(payload, b"GET /", "data sent with the ACK is not lost");
+    let ts_at = ETH_LEN + 20 + 20 + 4;
+    assert_eq!(lb.count(Counter::SynproxyHandshakes), 1);
+
+    // 4. The real's data reaches the client in the cookie's sequence space,
+    // its window rescaled from 2^9 to the 2^7 the client was promised.
+    let data = tcp_full(
+        LB_LAN,
+        R1_MAC,
+        (R1, 8080),
+        (CLIENT, 40000),
+        flags::ACK,
+        (REAL_ISN + 1, CLIENT_ISN + 6),
+        100,
+        &ts_option(900_050, 111_010),
+        b"200 OK",
+    );
+    let out = lb.rx(1, data);
+    assert_eq!(out.len(), 1);
+    assert_eq!(endpoints(&out[0].1), (sa(VIP, 80), sa(CLIENT, 40000)));
+    let (seq, ack, _, _, payload) = tcp_of(&out[0].1);
+    assert_eq!((seq, ack), (cookie.wrapping_add(1), CLIENT_ISN + 6));
+    assert_eq!(payload, b"200 OK");
+    let f = &out[0].1;
+    let win = u16::from_be_bytes([f[ETH_LEN + 20 + 14], f[ETH_LEN + 20 + 15]]);
+    assert_eq!(win, 400, "100 << (9 - 7)");
+    let tsval = u32::from_be_bytes(f[ts_at..ts_at + 4].try_into().unwrap());
+    assert_eq!(
+        tsval,
+        our_ts.wrapping_add(50),
+        "the real's clock, from where ours was"
+    );
+
+    // 5. The client's ACK with a SACK block: ack and edges moved back.
+    let mut sack = ts_option(111_020, tsval);
+    sack.extend_from_slice(&[1, 1, 5, 10]);
+    sack.extend_from_slice(&cookie.wrapping_add(7).to_be_bytes());
+    sack.extend_from_slice(&cookie.wrapping_add(17).to_be_bytes());
+    let c = tcp_full(
+        LB_WAN,
+        CLIENT_MAC,
+        (CLIENT, 40000),
+        (VIP, 80),
+        flags::ACK,
+        (CLIENT_ISN + 6, cookie.wrapping_add(7)),
+        502,
+        &sack,
+        b"",
+    );
+    let out = lb.rx(0, c);
+    let f = &out[0].1;
+    let (_, ack, _, _, _) = tcp_of(f);
+    assert_eq!(ack, REAL_ISN + 7);
+    let edge = ETH_LEN + 20 + 20 + 16;
+    assert_eq!(
+        u32::from_be_bytes(f[edge..edge + 4].try_into().unwrap()),
+        REAL_ISN + 7
+    );
+    assert_eq!(
+        u32::from_be_bytes(f[edge + 4..edge + 8].try_into().unwrap()),
+        REAL_ISN + 17
+    );
+    assert_eq!(
+        u32::from_be_bytes(f[ts_at + 4..ts_at + 8].try_into().unwrap()),
+        900_050
+    );
+}
+
+#[test]
+fn synproxy_refuses_forged_acks_and_passes_a_refusal_on() {
+    let mut lb = Lb::new(SYNPROXY_ON).with_neighbours();
+    // An ACK whose "cookie" was never sent.
+    let forged = tcp_full(
+        LB_WAN,
+        CLIENT_MAC,
+        (CLIENT, 40001),
+        (VIP, 80),
+        flags::ACK,
+        (5, 0xdead_beef),
+        502,
+        &[],
+        b"",
+    );
+    assert!(lb.rx(0, forged).is_empty());
+    assert_eq!(lb.count(Counter::DropSynproxyBadCookie), 1);
+    assert_eq!(lb.p.sessions().len(), 0);
+
+    // A client without timestamps: no window scale, no SACK.
+    let syn = tcp_full(
+        LB_WAN,
+        CLIENT_MAC,
+        (CLIENT, 40002),
+        (VIP, 80),
+        flags::SYN,
+        (CLIENT_ISN, 0),
+        64240,
+        &[2, 4, 5, 0xb4],
+        b"",
+    );
+    let out = lb.rx(0, syn);
+    let (cookie, _, _, o, _) = tcp_of(&out[0].1);
+    assert_eq!(
+        (o.window_scale, o.sack_permitted, o.timestamp),
+        (None, false, None)
+    );
+    let ack = tcp_full(
+        LB_WAN,
+        CLIENT_MAC,
+        (CLIENT, 40002),
+        (VIP, 80),
+        flags::ACK,
+        (CLIENT_ISN + 1, cookie.wrapping_add(1)),
+        64240,
+        &[],
+        b"",
+    );
+    assert_eq!(lb.rx(0, ack).len(), 1, "the SYN to the real");
+    // The client retransmits while the real is silent: the SYN again.
+    let again = tcp_full(
+        LB_WAN,
+        CLIENT_MAC,
+        (CLIENT, 40002),
+        (VIP, 80),
+        flags::ACK,
+        (CLIENT_ISN + 1, cookie.wrapping_add(1)),
+        64240,
+        &[],
+        b"x",
+    );
+    let out = lb.rx(0, again);
+    assert_eq!(out.len(), 1);
+    assert_eq!(tcp_of(&out[0].1).2, flags::SYN);
+    assert_eq!(lb.count(Counter::DropSynproxyWaiting), 1);
+    // The real refuses: the client gets a RST it accepts (seq = cookie + 1).
+    let rst = tcp_full(
+        LB_LAN,
+        R1_MAC,
+        (R1, 8080),
+        (CLIENT, 40002),
+        flags::RST | flags::ACK,
+        (0, CLIENT_ISN + 1),
+        0,
+        &[],
+        b"",
+    );
+    let out = lb.rx(1, rst);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0, 0);
+    let (seq, _, f, _, _) = tcp_of(&out[0].1);
+    assert_eq!(seq, cookie.wrapping_add(1));
+    assert_eq!(f, flags::RST | flags::ACK);
+    assert_eq!(lb.count(Counter::SynproxyRealRefused), 1);
+}
+
+#[test]
+fn synproxy_auto_engages_under_a_syn_flood_and_lets_go_after() {
+    let services = format!(
+        "{}\n[synproxy]\nauto_syn_rate = 100\n",
+        WRR_1_3.replace(
+            "scheduler = \"wrr\"",
+            "scheduler = \"wrr\"\nsynproxy = \"auto\""
+        )
+    );
+    let mut lb = Lb::new(&services).with_neighbours();
+    // Below the rate: plain forwarding.
+    lb.p.poll(0, &mut lb.io);
+    assert!(connect(&mut lb, 10).is_some());
+    assert_eq!(lb.p.sessions().len(), 1);
+    // 50 SYNs in 100 ms (500/s): engaged at the next look.
+    for sport in 100..150u16 {
+        lb.now = 50;
+        lb.rx(0, client_tcp(sport, 80, flags::SYN));
+    }
+    lb.p.poll(120, &mut lb.io);
+    lb.io.take();
+    assert_eq!(lb.count(Counter::SynproxyEngaged), 1);
+    lb.now = 130;
+    let sessions = lb.p.sessions().len();
+    let out = lb.rx(0, client_tcp(2000, 80, flags::SYN));
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        endpoints(&out[0].1).1,
+        sa(CLIENT, 2000),
+        "a SYN-ACK back to the client"
+    );
+    assert_eq!(lb.p.sessions().len(), sessions, "no session for it");
+    // Quiet for 10 s: plain forwarding again.
+    for t in (200..20_000).step_by(100) {
+        lb.p.poll(t, &mut lb.io);
+    }
+    lb.io.take();
+    lb.now = 20_000;
+    let out = lb.rx(0, client_tcp(3000, 80, flags::SYN));
+    assert_eq!(out[0].0, 1, "to the real again");
 }

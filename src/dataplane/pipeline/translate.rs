@@ -5,7 +5,9 @@
 use super::*;
 use crate::lb::persistence::TemplateKey;
 use crate::lb::scheduler;
+use crate::lb::session::flags as sflags;
 use crate::lb::stats::ServiceConns;
+use crate::lb::synproxy::adjust as synproxy_adjust;
 
 impl<P: PacketBuf> Pipeline<P> {
     /// Client -> VIP: find or create the session, translate toward the real
@@ -25,7 +27,7 @@ impl<P: PacketBuf> Pipeline<P> {
                 // and schedule the new connection afresh, as IPVS does with
                 // conn_reuse_mode=1.
                 if let Some(old) = self.sessions.remove(id) {
-                    self.session_ends(now).end(&old);
+                    self.session_ends(now).end(id, &old);
                     self.counters.inc(Counter::SessionsReused);
                 }
                 match self.new_session(key, l4, now) {
@@ -34,10 +36,17 @@ impl<P: PacketBuf> Pipeline<P> {
                 }
             }
             Some(id) => id,
-            None => match self.new_session(key, l4, now) {
-                Ok(id) => id,
-                Err(reason) => return Verdict::Drop(reason),
-            },
+            None => {
+                if l4.proto == Proto::Tcp {
+                    if let Some(v) = self.synproxy_first(frame, ip, l4, key, now) {
+                        return v;
+                    }
+                }
+                match self.new_session(key, l4, now) {
+                    Ok(id) => id,
+                    Err(reason) => return Verdict::Drop(reason),
+                }
+            }
         };
         self.translate(id, Direction::Inbound, frame, ip, l4, now)
     }
@@ -72,6 +81,14 @@ impl<P: PacketBuf> Pipeline<P> {
         if l4.proto == Proto::Tcp && !(l4.flags.syn && !l4.flags.ack && !l4.flags.rst) {
             return Err(Counter::DropNoSession);
         }
+        if l4.proto == Proto::Tcp {
+            // A SYN-flood defence as IPVS's drop_entry: embryonic sessions
+            // are bounded, and the oldest makes room for a new one.
+            if self.embryonic >= self.snap.synproxy.syn_recv_budget && !self.evict_embryonic(now) {
+                return Err(Counter::DropSessionTableFull);
+            }
+            self.syn_window.1 = self.syn_window.1.saturating_add(1);
+        }
         let real_idx = self.schedule(svc_id, key.src, key.sport, now)?;
         let (Some(service), Some(state)) = (
             self.snap.services.get(svc_id),
@@ -85,7 +102,8 @@ impl<P: PacketBuf> Pipeline<P> {
         // NAT: the real server answers the client itself (through us).
         // FULLNAT: it answers a local address and port from this worker's
         // pool, whose port tells which worker owns the session.
-        let local = match service.mode {
+        let mode = service.mode;
+        let local = match mode {
             ForwardMode::FullNat => self
                 .pools
                 .alloc(&state.pools, &mut state.next_laddr, real.addr)
@@ -108,15 +126,24 @@ impl<P: PacketBuf> Pipeline<P> {
             real: real.slot,
             state,
             expires: now,
+            splice: Default::default(),
+            flags: 0,
         };
-        match self.sessions.insert(session) {
+        let mut inserted = self.sessions.insert(session);
+        if inserted == Err(InsertError::Full) && self.evict_embryonic(now) {
+            inserted = self.sessions.insert(session);
+        }
+        match inserted {
             Ok(id) => {
                 self.counters.inc(Counter::Conns);
                 self.stats.opened(real.slot);
+                if is_embryonic(session.state) {
+                    self.embryonic += 1;
+                }
                 Ok(id)
             }
             Err(e) => {
-                if service.mode == ForwardMode::FullNat {
+                if mode == ForwardMode::FullNat {
                     self.pools.free(local, real.addr);
                 }
                 Err(match e {
@@ -183,15 +210,32 @@ impl<P: PacketBuf> Pipeline<P> {
         Ok(usable(bound).unwrap_or(i))
     }
 
-    /// What ends a session: its counters, its local port, its template.
-    pub(super) fn session_ends(&mut self, now: u64) -> SessionEnds<'_> {
+    /// What ends a session: its counters, its local port, its template,
+    /// a segment held for it.
+    pub(super) fn session_ends(&mut self, now: u64) -> SessionEnds<'_, P> {
         SessionEnds {
             pools: &mut self.pools,
             stats: &mut self.stats,
             templates: &self.templates,
             snap: &self.snap,
+            held: &mut self.held,
+            embryonic: &mut self.embryonic,
             now,
         }
+    }
+
+    /// Removes the embryonic session that expires first (the oldest SYN
+    /// nobody completed), to make room: false if none is found soon.
+    fn evict_embryonic(&mut self, now: u64) -> bool {
+        const MAX_VISIT: usize = 256;
+        let Some(id) = self.sessions.soonest(MAX_VISIT, |s| is_embryonic(s.state)) else {
+            return false;
+        };
+        if let Some(old) = self.sessions.remove(id) {
+            self.session_ends(now).end(id, &old);
+            self.counters.inc(Counter::SessionsEvicted);
+        }
+        true
     }
 
     /// Real server -> client (NAT) or -> local address (FULLNAT): translate
@@ -208,6 +252,15 @@ impl<P: PacketBuf> Pipeline<P> {
         let Some(id) = self.sessions.lookup_outbound(&key) else {
             return Verdict::Drop(Counter::DropNotServed);
         };
+        if self
+            .sessions
+            .get(id)
+            .is_some_and(|s| s.flags & sflags::SYNPROXY_WAIT != 0)
+        {
+            if let Some(v) = self.synproxy_answer(id, frame, ip, l4) {
+                return v;
+            }
+        }
         self.translate(id, Direction::Outbound, frame, ip, l4, now)
     }
 
@@ -236,13 +289,20 @@ impl<P: PacketBuf> Pipeline<P> {
             // Its real is gone and the operator wants its sessions ended
             // (IPVS's expire_nodest_conn): on their next packet.
             if let Some(old) = self.sessions.remove(id) {
-                self.session_ends(now).end(&old);
+                self.session_ends(now).end(id, &old);
             }
             return Verdict::Drop(Counter::DropRealRemoved);
         }
+        if s.flags & sflags::SYNPROXY_WAIT != 0 {
+            // The real has not answered the proxied SYN yet.
+            return Verdict::Hold(id);
+        }
         let was_active = s.state.is_active();
+        let was_embryonic = is_embryonic(s.state);
         s.state = next_state(s.state, dir, l4.flags);
         let active = s.state.is_active();
+        let embryonic = is_embryonic(s.state);
+        let splice = (s.flags & sflags::SPLICED != 0).then_some(s.splice);
         let bytes = (ip.l4_end - ETH_LEN) as u64;
         let (toward, counter) = match dir {
             Direction::Inbound => {
@@ -258,8 +318,30 @@ impl<P: PacketBuf> Pipeline<P> {
         };
         let expires = now + timeout_ms(timeouts, s.state);
         self.stats.changed(slot, was_active, active);
+        if was_embryonic != embryonic {
+            if embryonic {
+                self.embryonic += 1;
+            } else {
+                self.embryonic = self.embryonic.saturating_sub(1);
+            }
+        }
         self.sessions.set_expires(id, expires);
         self.counters.inc(counter);
+        // A partial checksum is completed before anything else touches the
+        // segment: every later update is incremental.
+        if ip.maybe_partial {
+            let packet = &mut frame[ETH_LEN..ip.l4_end];
+            if nat::complete_partial_checksum(packet, ip.l4_start - ETH_LEN, l4.proto) {
+                self.counters.inc(Counter::RxPartialChecksums);
+            }
+        }
+        if let Some(splice) = splice {
+            let adjust = match dir {
+                Direction::Inbound => splice.inbound(),
+                Direction::Outbound => splice.outbound(),
+            };
+            synproxy_adjust::apply(&mut frame[ip.l4_start..ip.l4_end], &adjust);
+        }
         let src = SocketAddrV4::new(toward.dst, toward.dport);
         let dst = SocketAddrV4::new(toward.src, toward.sport);
         self.rewrite_and_route(frame, ip, l4.proto, src, dst, now)
@@ -284,14 +366,10 @@ impl<P: PacketBuf> Pipeline<P> {
         }
         let l3_len = ip.l4_start - ETH_LEN;
         if self.snap.ports[route.port as usize].tx_checksum_offload {
-            // The NIC computes the checksum from scratch: a partial one
-            // needs no completing.
+            // The NIC computes the checksum from scratch.
             nat::translate_for_offload(packet, l3_len, proto, src, dst);
             Verdict::Forward(route, Some((l3_len, proto)))
         } else {
-            if ip.maybe_partial && nat::complete_partial_checksum(packet, l3_len, proto) {
-                self.counters.inc(Counter::RxPartialChecksums);
-            }
             nat::translate(packet, l3_len, proto, src, dst);
             Verdict::Forward(route, None)
         }
@@ -361,17 +439,25 @@ impl<P: PacketBuf> Pipeline<P> {
 /// Everything a session holds beyond its table slot, given back when it
 /// ends (expiry, reuse, removal): the per-real counts, a FULLNAT local
 /// port, and the persistence template's lease.
-pub(super) struct SessionEnds<'a> {
+pub(super) struct SessionEnds<'a, P> {
     pub pools: &'a mut LocalPools,
     pub stats: &'a mut RealStats,
     pub templates: &'a Templates,
     pub snap: &'a Snapshot,
+    pub held: &'a mut HashMap<u32, (u16, P), FastInt>,
+    pub embryonic: &'a mut usize,
     pub now: u64,
 }
 
-impl SessionEnds<'_> {
-    pub fn end(&mut self, s: &Session) {
+impl<P> SessionEnds<'_, P> {
+    /// Session `id` (`s`) is gone from the table.
+    pub fn end(&mut self, id: u32, s: &Session) {
         self.stats.closed(s.real, s.state.is_active());
+        if is_embryonic(s.state) {
+            *self.embryonic = self.embryonic.saturating_sub(1);
+        }
+        // The id will name another session: nothing held may outlive it.
+        self.held.remove(&id);
         let real = SocketAddrV4::new(s.outbound.src, s.outbound.sport);
         let local = SocketAddrV4::new(s.outbound.dst, s.outbound.dport);
         // NAT sessions answer the client itself; FULLNAT ones a local port.
@@ -395,6 +481,12 @@ impl SessionEnds<'_> {
             }
         }
     }
+}
+
+/// NONE or SYN_RECV: a connection whose handshake nobody completed yet.
+#[inline]
+pub(super) fn is_embryonic(state: ConnState) -> bool {
+    matches!(state, ConnState::Tcp(TcpState::None | TcpState::SynRecv))
 }
 
 #[inline]

@@ -15,3 +15,30 @@ pub mod cookie;
 
 pub use adjust::{Adjust, Splice};
 pub use cookie::CookieKey;
+
+/// What the pipeline needs to proxy handshakes (from `[synproxy]` and the
+/// dataplane sizing), carried in every snapshot.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub key: CookieKey,
+    /// The MSS sluice's SYN-ACK advertises.
+    pub mss: u16,
+    /// The window scale it advertises to clients that offer one.
+    pub window_scale: u8,
+    /// "auto" engages when a worker holds this many SYN_RECV sessions...
+    pub auto_syn_recv: usize,
+    /// ... or sees this many new connections a second.
+    pub auto_syn_rate: u32,
+    /// Client ACKs a worker holds while their real servers answer.
+    pub hold: usize,
+    /// Most embryonic sessions a worker keeps (plain forwarding).
+    pub syn_recv_budget: usize,
+}
+
+/// The cookie key of this process: made once, the same for every worker
+/// and every snapshot (a change of configuration must not void the cookies
+/// in flight).
+pub fn process_key() -> &'static CookieKey {
+    static KEY: std::sync::OnceLock<CookieKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(CookieKey::random)
+}
