@@ -6,12 +6,10 @@ set -euo pipefail
 PACKAGES=(
     libdpdk-dev dpdk-dev libclang-dev clang pkg-config
     iproute2 iputils-ping iputils-arping ethtool curl python3 bridge-utils tcpdump
-<<<<<<< HEAD
-    wrk prometheus
-=======
+    # load under live changes (tests/ctl.rs), promtool (/metrics), SYN floods
+    wrk prometheus hping3
     # deploy/: dpdk-devbind.py (package dpdk), systemd-analyze for the unit checks
     dpdk systemd
->>>>>>> baremetal
 )
 HUGEPAGES=${SLUICE_HUGEPAGES:-512}
 
