@@ -16,12 +16,17 @@
 # case is valid only if sluice sends (tx) what it receives (rx) and holds
 # one session per flow: a rate of dropped packets would be worthless.
 #
-# Usage: perf/bench.sh [--quick] [--dir DIR] [--warmup S] [--measure S] [--only RE] [--core N]
+# Usage: perf/bench.sh [--quick] [--dir DIR] [--warmup S] [--measure S] [--only RE] [--core N] [--changes N]
 #   --quick     1K and 64K flows only, shorter runs (a smoke test, ~2 min)
 #   --dir DIR   where pcaps, configs and logs go (default /tmp/sluice-perf)
 #   --only RE   run only the cases whose name matches RE (e.g. 'fullnat-tcp')
 #   --core N    the forwarding lcore, 0 or 1 (default 1; the main lcore is the
 #               other): use 0 when something else busy-polls cpu 1
+#   --changes N after each case, run sluice again while N configuration
+#               changes per second are applied over its control socket
+#               (perf/changes.py: a real's weight flips between 1 and 2, so
+#               each change publishes a new snapshot to the worker); the
+#               table gets a row CASE+chg beside the plain one
 # Needs root (hugepages, DPDK). Honours CARGO_TARGET_DIR. On a shared machine
 # it waits for the worker's cpu to be quiet and reruns disturbed cases, within
 # QUIET_WAIT (120 s per wait) and WAIT_BUDGET (420 s in all); RETRIES=0 skips
@@ -35,6 +40,7 @@ WARMUP=""
 MEASURE=""
 ONLY=""
 WORKER_CORE=1
+CHANGES=0
 while (($#)); do
     case $1 in
         --quick) QUICK=1 ;;
@@ -43,6 +49,7 @@ while (($#)); do
         --measure) MEASURE=$2; shift ;;
         --only) ONLY=$2; shift ;;
         --core) WORKER_CORE=$2; shift ;;
+        --changes) CHANGES=$2; shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "bench: unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -195,6 +202,7 @@ write_config() { # mode proto pcap-vdev-args mbufs max_sessions out
         -e "s|@MBUFS@|$mbufs|" -e "s|@MAX_SESSIONS@|$max_sessions|" \
         -e "s|@PROTO@|$proto|" -e "s|@MAIN_LCORE@|$MAIN_CORE|" \
         "$ROOT/perf/configs/$mode.toml.in" >"$out"
+    printf '\n[control]\nsocket = "%s"\n' "$RUN_LOG/sluice.sock" >>"$out"
     "$SLUICE" check --config "$out" >/dev/null || die "$out: sluice refused the configuration"
 }
 
@@ -404,8 +412,8 @@ run_testpmd() {
 # sluice on the same pcap; sets S_PPS S_LO S_HI (packets/s), S_CPP (worker
 # cycles per packet), S_SESSIONS, S_TXRX (tx/rx), S_RSS (RssAnon kB), S_WAIT,
 # S_VALID (true/false) and S_WHY (what made it invalid, or a note).
-run_sluice() {
-    local case=$1 mode=$2 proto=$3 pcap=$4 mbufs=$5 flows=$6
+run_sluice() { # case mode proto pcap mbufs flows [changes-per-second]
+    local case=$1 mode=$2 proto=$3 pcap=$4 mbufs=$5 flows=$6 changes=${7:-0}
     local cfg=$RUN_LOG/sluice-$case.toml out=$RUN_LOG/sluice-$case.out
     local max_sessions=$((flows + flows / 8 + 1024))
     write_config "$mode" "$proto" "$pcap,infinite_rx=1" "$mbufs" "$max_sessions" "$cfg"
@@ -419,7 +427,14 @@ run_sluice() {
         log "warning: sluice did not run (status $STOP_RC; see $out.err)"
         return
     fi
-    local w0 t0 rss
+    local w0 t0 rss changer=""
+    if ((changes > 0)); then
+        # On the main lcore's cpu, like any control client: the worker's
+        # cpu measures the swaps, not the client.
+        taskset -c "$MAIN_CORE" python3 "$ROOT/perf/changes.py" "$RUN_LOG/sluice.sock" \
+            "$changes" "$proto" "$mode" >"$out.changes" 2>&1 &
+        changer=$!
+    fi
     w0=$(worker_wait_ns "$pid"); t0=$(date +%s%N)
     # Heap of the process once every session exists (the mbufs are in
     # hugepages, which RSS does not count).
@@ -427,6 +442,12 @@ run_sluice() {
     wait_lines "$pid" "$out" $((WARMUP + MEASURE)) '^stats: ' $((MEASURE + 30)) || true
     local w1 t1
     w1=$(worker_wait_ns "$pid"); t1=$(date +%s%N)
+    S_CHANGES=""
+    if [[ -n $changer ]]; then
+        kill -TERM "$changer" 2>/dev/null || true
+        wait "$changer" 2>/dev/null || true
+        S_CHANGES=$(grep -m1 '^changes=' "$out.changes" || echo "changes=? (see $out.changes)")
+    fi
     stop_process "$pid"
     local rc=$STOP_RC window
     window=$(grep -E '^stats: ' "$out" | awk -v a="$WARMUP" -v b=$((WARMUP + MEASURE)) 'NR > a && NR <= b')
@@ -515,6 +536,20 @@ for c in "${CASES[@]}"; do
         MAXS[$case]=$((flows + flows / 8 + 1024))
         ROWS+=("$(printf '%-18s %9s %9s %7s %8s %9s %6s %6s %s' "$case" "$(mpps "$t_pps")" \
             "$(mpps "$s_pps")" "$ratio" "$s_cpp" "$s_sess" "$t_cont" "$s_cont" "$valid")")
+        if ((CHANGES > 0)); then
+            # The same case again while the configuration changes, beside
+            # the same testpmd figure.
+            wait_quiet || true
+            log "$case: sluice again with $CHANGES changes/s ..."
+            run_sluice "$case-chg" "$mode" "$proto" "$pcap" "$mbufs" "$flows" "$CHANGES"
+            c_ratio=$(awk -v s="$S_PPS" -v t="$t_pps" 'BEGIN {printf "%.3f", (t > 0 ? s / t : 0)}')
+            log "$case+chg: sluice $(mpps "$S_PPS") Mpps, $S_CPP cycles/pkt, $S_CHANGES${S_WHY:+ -- $S_WHY}"
+            ROWS+=("$(printf '%-18s %9s %9s %7s %8s %9s %6s %6s %s' "$case+chg" "$(mpps "$t_pps")" \
+                "$(mpps "$S_PPS")" "$c_ratio" "$S_CPP" "$S_SESSIONS" "$t_cont" "$S_WAIT" "$S_VALID $S_CHANGES")")
+            JSONS+=("$(printf '{"case":"%s+chg","changes_per_s":%s,"testpmd_mpps":%s,"sluice_mpps":%s,"ratio":%s,"cycles_per_pkt":%s,"sessions":%s,"valid":%s,"applied":"%s"%s}' \
+                "$case" "$CHANGES" "$(mpps "$t_pps")" "$(mpps "$S_PPS")" "$c_ratio" "$S_CPP" "$S_SESSIONS" "$S_VALID" \
+                "$S_CHANGES" "${S_WHY:+,\"note\":\"$S_WHY\"}")")
+        fi
         JSONS+=("$(printf '{"case":"%s","testpmd_mpps":%s,"sluice_mpps":%s,"ratio":%s,"cycles_per_pkt":%s,"sessions":%s,"valid":%s,"testpmd_cycles_per_pkt":%s,"flows":%s,"packets_per_flow":%s,"testpmd_mpps_min":%s,"testpmd_mpps_max":%s,"sluice_mpps_min":%s,"sluice_mpps_max":%s,"tx_rx":%s,"rss_anon_mb":%s,"memory":"%s","warmup_s":%s,"measure_s":%s,"worker_preempted_pct":%s%s}' \
             "$case" "$(mpps "$t_pps")" "$(mpps "$s_pps")" "$ratio" "$s_cpp" "$s_sess" "$valid" \
             "$t_cpp" "$flows" "$k" "$(mpps "$t_lo")" "$(mpps "$t_hi")" "$(mpps "$s_lo")" "$(mpps "$s_hi")" "$s_txrx" \
