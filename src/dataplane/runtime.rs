@@ -204,8 +204,10 @@ impl Dataplane {
             };
             // On failure, `dataplane` drops: it stops and joins the workers
             // already launched.
-            let join =
-                LcoreJoin::launch(lcore, move || worker::run(setup)).map_err(|e| e.to_string())?;
+            let join = LcoreJoin::launch(lcore, &format!("worker {index}"), move || {
+                worker::run(setup)
+            })
+            .map_err(|e| e.to_string())?;
             dataplane.lcores.push(join);
             links.push(WorkerLink {
                 stats,
@@ -242,15 +244,17 @@ impl Dataplane {
     pub fn stop(mut self) -> Result<Counters, String> {
         self.stop.store(true, Ordering::Relaxed);
         let mut counters = Counters::default();
-        let mut panicked = false;
+        let mut lost = false;
         for j in self.lcores.drain(..) {
+            // A worker that panicked aborted the process (`run_or_abort`):
+            // only a lost result can be missing here.
             match j.join() {
                 Some(c) => counters.merge(&c),
-                None => panicked = true,
+                None => lost = true,
             }
         }
-        if panicked {
-            return Err("a worker lcore panicked".into());
+        if lost {
+            return Err("a worker lcore returned no counters".into());
         }
         Ok(counters)
     }
