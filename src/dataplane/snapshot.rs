@@ -4,7 +4,7 @@
 //! control side from the desired state (`control::state`) for every change;
 //! workers only read it, and pick a new one up between bursts (`publish`).
 
-use crate::control::config::{Config, DataplaneConfig};
+use crate::control::config::{Config, DataplaneConfig, RpFilter};
 use crate::control::slots::{RealSlots, SlotUse};
 use crate::control::state::{NeighbourSpec, State};
 use crate::lb::scheduler::{SchedTable, DEFAULT_MH_TABLE_SIZE};
@@ -31,6 +31,29 @@ pub struct PortState {
     /// partial for a NIC to finish (virtual ports: af_packet, af_xdp, tap,
     /// virtio-user). Physical NICs never deliver such frames.
     pub rx_partial_checksums: bool,
+    /// Reverse path filtering of what arrives here.
+    pub rp_filter: RpFilter,
+}
+
+impl PortState {
+    /// Whether `addr` may be a neighbour on this port: a host address of
+    /// one of its connected subnets (not the subnet's network or broadcast
+    /// address, nor the port's own address there).
+    #[inline]
+    pub fn is_neighbour_addr(&self, addr: Ipv4Addr) -> bool {
+        self.addrs.iter().any(|a| {
+            if !a.contains(addr) || addr == a.address() {
+                return false;
+            }
+            // A /31 or /32 has no network or broadcast address (RFC 3021).
+            if a.prefix_len() >= 31 {
+                return true;
+            }
+            let host_mask = u32::MAX >> a.prefix_len();
+            let host = u32::from(addr) & host_mask;
+            host != 0 && host != host_mask
+        })
+    }
 }
 
 /// What the runtime learned about a port when it started it.
@@ -87,6 +110,11 @@ pub struct Snapshot {
     pub max_sessions: usize,
     pub max_neighbours: usize,
     pub local_port_range: RangeInclusive<u16>,
+    /// Milliseconds between gratuitous ARPs of every VIP and local address;
+    /// 0: only at start and for added ones.
+    pub garp_interval_ms: u64,
+    /// ARP frames per second one worker accepts on one port; 0: no limit.
+    pub arp_rate_limit: u32,
     /// Number of worker lcores; sessions are spread over them.
     pub workers: u16,
     /// Indexed by real server slot (`dataplane.max_reals` of them).
@@ -138,6 +166,7 @@ impl Snapshot {
                 addrs: Vec::new(),
                 tx_checksum_offload: facts.tx_checksum_offload,
                 rx_partial_checksums: facts.rx_partial_checksums,
+                rp_filter: RpFilter::Off,
             })
             .collect();
         let mut interface_addrs = HashMap::new();
@@ -149,6 +178,7 @@ impl Snapshot {
                 )
             })?;
             port.addrs = iface.addrs.clone();
+            port.rp_filter = iface.rp_filter;
             for a in &iface.addrs {
                 interface_addrs.insert(a.address(), iface.port);
             }
@@ -207,6 +237,8 @@ impl Snapshot {
             max_sessions: dataplane.max_sessions,
             max_neighbours: dataplane.max_neighbours,
             local_port_range: dataplane.local_port_range.clone(),
+            garp_interval_ms: u64::from(dataplane.garp_interval) * 1000,
+            arp_rate_limit: dataplane.arp_rate_limit,
             workers: workers.max(1),
             slots,
             destinations: destinations(&services, &interface_addrs, retired),
@@ -222,6 +254,19 @@ impl Snapshot {
             .get(&u32::from(addr))
             .copied()
             .unwrap_or(Destination::Foreign)
+    }
+
+    /// Whether `addr` is one of ours: an interface address, a VIP or a local
+    /// address (retired ones included). One lookup, as for destinations.
+    #[inline]
+    pub fn is_own_addr(&self, addr: Ipv4Addr) -> bool {
+        self.destinations.contains_key(&u32::from(addr))
+    }
+
+    /// Whether `mac` is one of our ports' MACs.
+    #[inline]
+    pub fn is_own_mac(&self, mac: EthernetAddress) -> bool {
+        self.ports.iter().any(|p| p.mac == mac)
     }
 
     /// Whether sluice answers ARP for `addr` on `port`: its own addresses

@@ -310,7 +310,7 @@ impl<P: PacketBuf> Pipeline<P> {
             });
         }
         let nh = self.snap.routes.lookup(dst).ok_or(Counter::DropNoRoute)?;
-        let mac = self.neighbours.lookup(nh.addr, now);
+        let mac = self.neighbours.lookup(nh.addr, nh.port, now);
         if let Some(mac) = mac {
             self.nexthops.insert(
                 dst,
@@ -353,6 +353,10 @@ impl<P: PacketBuf> Pipeline<P> {
             Enqueue::TableFull(pkt) => {
                 drop(pkt);
                 self.counters.inc(Counter::DropNeighbourTableFull);
+            }
+            Enqueue::BudgetFull(pkt) => {
+                drop(pkt);
+                self.counters.inc(Counter::DropPendingBudget);
             }
         }
     }
