@@ -124,6 +124,37 @@ pub struct Snapshot {
     /// What each of our addresses is (VIP, local, interface): one lookup
     /// per packet classifies its destination.
     destinations: HashMap<u32, Destination, FastInt>,
+    /// A 4096-bit filter of the same addresses, so that checking a source
+    /// (almost never ours) costs a multiply and a bit test, not a lookup.
+    own_filter: OwnFilter,
+}
+
+/// A one-hash Bloom filter of our addresses: a clear bit proves an address
+/// is not ours; a set one sends the check to the map. A few hundred
+/// addresses set a few percent of the 4096 bits; 512 bytes stay in cache.
+#[derive(Debug, Clone)]
+struct OwnFilter([u64; 64]);
+
+impl OwnFilter {
+    fn new(addrs: impl Iterator<Item = u32>) -> OwnFilter {
+        let mut f = OwnFilter([0; 64]);
+        for a in addrs {
+            let bit = Self::bit(a);
+            f.0[bit / 64] |= 1 << (bit % 64);
+        }
+        f
+    }
+
+    #[inline]
+    fn bit(addr: u32) -> usize {
+        (addr.wrapping_mul(0x9e37_79b1) >> 20) as usize
+    }
+
+    #[inline]
+    fn may_contain(&self, addr: u32) -> bool {
+        let bit = Self::bit(addr);
+        self.0[bit / 64] & (1 << (bit % 64)) != 0
+    }
 }
 
 impl Snapshot {
@@ -228,6 +259,7 @@ impl Snapshot {
             })
             .collect();
         let routes = state.route_table().map_err(|e| e.reason)?;
+        let destinations = destinations(&services, &interface_addrs, retired);
         Ok(Snapshot {
             epoch,
             ports,
@@ -241,7 +273,8 @@ impl Snapshot {
             arp_rate_limit: dataplane.arp_rate_limit,
             workers: workers.max(1),
             slots,
-            destinations: destinations(&services, &interface_addrs, retired),
+            own_filter: OwnFilter::new(destinations.keys().copied()),
+            destinations,
             services,
             interface_addrs,
         })
@@ -257,10 +290,12 @@ impl Snapshot {
     }
 
     /// Whether `addr` is one of ours: an interface address, a VIP or a local
-    /// address (retired ones included). One lookup, as for destinations.
+    /// address (retired ones included). A bit test, and a lookup only for
+    /// the few addresses the filter cannot tell from ours.
     #[inline]
     pub fn is_own_addr(&self, addr: Ipv4Addr) -> bool {
-        self.destinations.contains_key(&u32::from(addr))
+        let a = u32::from(addr);
+        self.own_filter.may_contain(a) && self.destinations.contains_key(&a)
     }
 
     /// Whether `mac` is one of our ports' MACs.
@@ -344,4 +379,19 @@ fn destinations(
         out.insert(u32::from(*s.key.vip.ip()), Destination::Vip);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_own_address_filter_has_no_false_negatives_and_few_positives() {
+        let ours: Vec<u32> = (0..256u32).map(|i| 0x0a0a_0000 | (i * 7)).collect();
+        let f = OwnFilter::new(ours.iter().copied());
+        assert!(ours.iter().all(|&a| f.may_contain(a)));
+        let others = (0..100_000u32).map(|i| 0xc0a8_0000u32.wrapping_add(i * 13));
+        let false_positives = others.filter(|&a| f.may_contain(a)).count();
+        assert!(false_positives < 10_000, "{false_positives}");
+    }
 }

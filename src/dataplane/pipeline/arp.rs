@@ -220,6 +220,9 @@ impl<P: PacketBuf> Pipeline<P> {
         std::mem::take(&mut self.arp_guard.reports)
     }
 
+    // Rare next to IPv4: kept out of `classify`, whose every packet would
+    // otherwise pay for this function's registers and stack.
+    #[inline(never)]
     pub(super) fn arp(
         &mut self,
         in_port: u16,

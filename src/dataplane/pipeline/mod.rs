@@ -180,8 +180,9 @@ pub struct Pipeline<P> {
     templates: Arc<Templates>,
     /// Which worker owns a client's sessions.
     owner: OwnerHash,
-    /// ARP rate limits, address conflicts, the gratuitous ARP timer.
-    arp_guard: ArpGuard,
+    /// ARP rate limits, address conflicts, the gratuitous ARP timer (boxed:
+    /// cold, and a kilobyte the hot fields need not be spread around).
+    arp_guard: Box<ArpGuard>,
     counters: Counters,
 }
 
@@ -222,7 +223,7 @@ impl<P: PacketBuf> Pipeline<P> {
             stats: RealStats::new(snap.slots.len()),
             templates: shared.templates,
             owner: shared.owner,
-            arp_guard: ArpGuard::new(&snap),
+            arp_guard: Box::new(ArpGuard::new(&snap)),
             counters: Counters::default(),
             snap: Arc::clone(&snap),
         };
