@@ -13,7 +13,7 @@ make (the testbed's addresses):
       station claiming the VIP: an address conflict).
 Prints "claims N" (rounds sent) at the end.
 
-spoof: sends each KIND N times (default 1): TCP SYNs to 10.10.0.100:80 from IFACE's MAC to
+spoof: sends each KIND N times (default 1, a millisecond apart): TCP SYNs to 10.10.0.100:80 from IFACE's MAC to
 DST_MAC with a forged source or a routing option. Prints "sent KIND LEN" for each.
     own-vip       source 10.10.0.100 (the VIP)
     own-wan       source 10.10.0.1 (sluice's client-side address)
@@ -159,6 +159,9 @@ def spoof(args):
         frame = dst + src + struct.pack("!H", ETH_P_IP) + SPOOFS[kind]()
         for _ in range(count):
             sock.send(frame)
+            # Paced: a back-to-back burst can overrun the receiving
+            # af_packet ring, and the tests count every frame.
+            time.sleep(0.001)
         print(f"sent {kind} {len(frame)}", flush=True)
 
 
