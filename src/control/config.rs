@@ -69,6 +69,12 @@ pub struct DataplaneConfig {
     pub local_port_range: RangeInclusive<u16>,
     /// Use the NICs' tx checksum offload where they have it.
     pub tx_checksum_offload: bool,
+    /// Seconds between gratuitous ARPs for every VIP and local address
+    /// (0: only at start and when a change adds one).
+    pub garp_interval: u32,
+    /// ARP frames accepted per second on one port by one worker (0: no
+    /// limit); the excess is dropped and counted.
+    pub arp_rate_limit: u32,
     /// Most embryonic (SYN_RECV) sessions per worker; a new connection
     /// beyond it evicts the oldest. 0: a quarter of `max_sessions`.
     pub syn_recv_budget: usize,
@@ -115,6 +121,8 @@ impl Default for DataplaneConfig {
             local_port_range: 1024..=65535,
             tx_checksum_offload: true,
             syn_recv_budget: 0,
+            garp_interval: 60,
+            arp_rate_limit: 1000,
         }
     }
 }
@@ -142,6 +150,35 @@ pub struct InterfaceConfig {
     pub port: u16,
     /// The addresses sluice owns on this port, with their subnets.
     pub addrs: Vec<Ipv4Cidr>,
+    /// Reverse path filtering of what arrives on this port.
+    #[serde(default)]
+    pub rp_filter: RpFilter,
+}
+
+/// Reverse path filtering, as Linux's `rp_filter` (RFC 3704): what a
+/// packet's source must satisfy on the port it arrived on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RpFilter {
+    /// No check beyond martians and our own addresses (Linux's 0).
+    #[default]
+    Off,
+    /// The source must be routed back out of this very port (Linux's 1).
+    Strict,
+    /// The source must be routed out of some port (Linux's 2).
+    Loose,
+}
+
+impl std::str::FromStr for RpFilter {
+    type Err = ();
+    fn from_str(s: &str) -> Result<RpFilter, ()> {
+        match s {
+            "off" => Ok(RpFilter::Off),
+            "strict" => Ok(RpFilter::Strict),
+            "loose" => Ok(RpFilter::Loose),
+            _ => Err(()),
+        }
+    }
 }
 
 /// A validated configuration.
@@ -195,6 +232,8 @@ struct RawDataplane {
     tx_desc: Option<u16>,
     local_port_range: Option<[u16; 2]>,
     tx_checksum_offload: Option<bool>,
+    garp_interval: Option<u32>,
+    arp_rate_limit: Option<u32>,
     syn_recv_budget: Option<usize>,
 }
 
@@ -220,6 +259,7 @@ struct RawControl {
 struct RawInterface {
     port: u16,
     addrs: Vec<String>,
+    rp_filter: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -420,6 +460,8 @@ impl Validator<'_> {
             },
             tx_checksum_offload: raw.tx_checksum_offload.unwrap_or(d.tx_checksum_offload),
             syn_recv_budget: raw.syn_recv_budget.unwrap_or(d.syn_recv_budget),
+            garp_interval: raw.garp_interval.unwrap_or(d.garp_interval),
+            arp_rate_limit: raw.arp_rate_limit.unwrap_or(d.arp_rate_limit),
         };
         let ports = &out.local_port_range;
         if *ports.start() == 0 || ports.start() > ports.end() {
@@ -444,6 +486,12 @@ impl Validator<'_> {
             return Err(self.err(
                 "dataplane.max_persistence_templates",
                 "must be between 1 and 16777216",
+            ));
+        }
+        if out.garp_interval > 86_400 {
+            return Err(self.err(
+                "dataplane.garp_interval",
+                "must be between 0 (off) and 86400 seconds",
             ));
         }
         for (name, v) in [("rx_desc", out.rx_desc), ("tx_desc", out.tx_desc)] {
@@ -528,9 +576,19 @@ impl Validator<'_> {
                 }
                 addrs.push(cidr);
             }
+            let rp_filter = match &iface.rp_filter {
+                None => RpFilter::Off,
+                Some(text) => text.parse().map_err(|()| {
+                    self.err(
+                        format!("interface[{i}].rp_filter"),
+                        format!("{text:?}: expected \"off\", \"strict\" or \"loose\""),
+                    )
+                })?,
+            };
             out.push(InterfaceConfig {
                 port: iface.port,
                 addrs,
+                rp_filter,
             });
         }
         Ok(out)
@@ -889,6 +947,10 @@ udp = 30
             ),
             ("[timeouts]\ntcp = 0\n".into(), "timeouts.tcp"),
             (
+                "[dataplane]\ngarp_interval = 100000\n".into(),
+                "dataplane.garp_interval",
+            ),
+            (
                 "[dataplane]\nmax_sessions = 0\n".into(),
                 "dataplane.max_sessions",
             ),
@@ -952,6 +1014,35 @@ udp = 30
         assert!(e.contains("dataplane.local_port_range"), "{e}");
         let c = with("[dataplane]\nlocal_port_range = [40000, 40007]\n").unwrap();
         assert_eq!(c.dataplane.local_port_range, 40000..=40007);
+    }
+
+    #[test]
+    fn rp_filter_per_interface() {
+        let c = Config::parse(
+            "t.toml",
+            "[dpdk]\neal = [\"-l\", \"0-1\"]\n[[interface]]\nport = 0\naddrs = [\"10.10.0.1/24\"]\n\
+             rp_filter = \"strict\"\n[[interface]]\nport = 1\naddrs = [\"192.168.10.1/24\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.interface(0).unwrap().rp_filter, RpFilter::Strict);
+        assert_eq!(
+            c.interface(1).unwrap().rp_filter,
+            RpFilter::Off,
+            "off by default"
+        );
+        let e = Config::parse(
+            "t.toml",
+            "[dpdk]\neal = [\"-l\", \"0-1\"]\n[[interface]]\nport = 0\naddrs = [\"10.10.0.1/24\"]\n\
+             rp_filter = \"on\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("interface[0].rp_filter"), "{e}");
+        let d = with("[dataplane]\ngarp_interval = 0\narp_rate_limit = 50\n").unwrap();
+        assert_eq!(
+            (d.dataplane.garp_interval, d.dataplane.arp_rate_limit),
+            (0, 50)
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ use crate::dataplane::publish::SnapshotPublisher;
 use crate::dataplane::query::{Query, Reply, SESSION_SCAN};
 use crate::dataplane::runtime::{Handles, WorkerLink};
 use crate::dataplane::snapshot::{Destination, Inputs, PortFacts, Snapshot};
+use crate::dataplane::stats::ConflictLog;
 use crate::lb::stats::RealCounters;
 use crate::wire::EthernetAddress;
 use hashbrown::{HashMap, HashSet};
@@ -33,6 +34,10 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How often rates are estimated (IPVS's estimator ticks every 2 s).
 const RATE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// An address conflict (a station claiming one of our addresses) is logged
+/// at most this often per address.
+const ARP_CONFLICT_LOG_PERIOD: Duration = Duration::from_secs(10);
 
 /// The addresses a service has used: its VIP and local addresses.
 #[derive(Debug, Clone, Default)]
@@ -136,6 +141,8 @@ pub struct ControlPlane {
     last_rates: Instant,
     /// The retired addresses of the last snapshot published.
     published_retired: Vec<(Ipv4Addr, Destination)>,
+    /// Claims on our addresses the workers reported, to log.
+    conflicts: ConflictLog,
 }
 
 impl ControlPlane {
@@ -149,6 +156,7 @@ impl ControlPlane {
     }
 
     pub fn new(config: Config, path: Option<PathBuf>, handles: Handles) -> ControlPlane {
+        let handles_workers = handles.workers.len();
         let state = config.state.clone();
         let mut slots = RealSlots::new(config.dataplane.max_reals);
         // The same assignment the first snapshot made (fresh slots, in order).
@@ -171,6 +179,7 @@ impl ControlPlane {
             estimators: vec![Estimator::default(); capacity],
             last_rates: Instant::now(),
             published_retired: Vec::new(),
+            conflicts: ConflictLog::new(handles_workers, ARP_CONFLICT_LOG_PERIOD),
             config,
         };
         plane.remember_addrs();
@@ -316,6 +325,19 @@ impl ControlPlane {
     /// the rate estimates on.
     pub fn tick(&mut self) {
         self.publisher.reclaim();
+        for c in self
+            .conflicts
+            .poll(self.workers.iter().map(|w| &*w.stats), Instant::now())
+        {
+            warn!(
+                "ARP: {} on port {} claims {}, one of our addresses: answered with a \
+                 gratuitous ARP (counted in arp_conflicts; logged at most every {} s)",
+                c.mac,
+                c.port,
+                c.addr,
+                ARP_CONFLICT_LOG_PERIOD.as_secs()
+            );
+        }
         let settled = self
             .workers
             .iter()
@@ -594,7 +616,14 @@ impl ControlPlane {
                 continue;
             };
             for n in buf {
-                if self.state.neighbours.iter().any(|s| s.addr == n.addr) {
+                // The static entry itself (entries are per port: the
+                // same address on another port is another neighbour).
+                if self
+                    .state
+                    .neighbours
+                    .iter()
+                    .any(|s| s.addr == n.addr && s.port == n.port)
+                {
                     continue;
                 }
                 let mac = n.mac;

@@ -214,6 +214,7 @@ mod tests {
             vec![InterfaceConfig {
                 port: 0,
                 addrs: vec!["10.0.0.254/24".parse().unwrap()],
+                rp_filter: Default::default(),
             }],
             2,
         )

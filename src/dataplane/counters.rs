@@ -32,7 +32,24 @@ counters! {
     ArpRequestsAnswered => "arp_requests_answered",
     ArpRepliesLearned => "arp_replies_learned",
     ArpRequestsSent => "arp_requests_sent",
+    /// Gratuitous ARP sent: at start, every `dataplane.garp_interval`,
+    /// for addresses a change added, and in answer to a conflict.
     GarpSent => "garp_sent",
+    /// ARP frames copied to the other workers so that every neighbour table
+    /// learns what one worker received (requests and replies to us,
+    /// gratuitous ARP and replies from neighbours on our subnets).
+    ArpCopies => "arp_copies",
+    /// Another station claimed one of our addresses (an ARP whose sender
+    /// address is ours, from a MAC that is not): answered with a
+    /// gratuitous ARP (at most once a second per address), logged at most
+    /// once per 10 s per address, never learned.
+    ArpConflicts => "arp_conflicts",
+    /// ARP from a sender address not on the receiving port's subnets:
+    /// answered if it asks for one of our addresses, never learned.
+    ArpOffSubnet => "arp_off_subnet",
+    /// Neighbour entries evicted to make room in a full table (incomplete
+    /// and stale ones first).
+    NeighbourEvictions => "neighbour_evictions",
     IcmpEchoAnswered => "icmp_echo_answered",
     /// Packets translated client -> real server (IPVS InPkts).
     InPkts => "in_pkts",
@@ -70,6 +87,20 @@ counters! {
     DropMalformedArp => "drop_malformed_arp",
     /// ARP for an address sluice does not own.
     DropArpNotOurs => "drop_arp_not_ours",
+    /// ARP beyond `dataplane.arp_rate_limit` on one port (per worker).
+    DropArpRate => "drop_arp_rate",
+    /// IPv4 whose source is a martian: 0.0.0.0/8, 127.0.0.0/8,
+    /// 224.0.0.0/4 (multicast), 240.0.0.0/4 or 255.255.255.255.
+    DropMartianSource => "drop_martian_source",
+    /// IPv4 whose source is one of our own addresses (interface, VIP, local
+    /// address), arriving from outside.
+    DropOwnSource => "drop_own_source",
+    /// IPv4 whose source is not routed back out of the port it arrived on
+    /// (`interface.rp_filter = "strict"`), or not routed at all ("loose").
+    DropRpFilter => "drop_rp_filter",
+    /// IPv4 with a routing option (loose or strict source route, record
+    /// route): never forwarded, as Linux with accept_source_route=0.
+    DropSourceRoute => "drop_source_route",
     /// Bad version, IHL or total length.
     DropMalformedIpv4 => "drop_malformed_ipv4",
     /// The frame ends before the IPv4 packet it carries: cut short, as an
@@ -96,6 +127,11 @@ counters! {
     DropSessionConflict => "drop_session_conflict",
     DropNoRoute => "drop_no_route",
     DropNeighbourQueueFull => "drop_neighbour_queue_full",
+    /// Packets waiting for ARP over all neighbours reached this worker's
+    /// share of the mbufs set aside for them (see README, resource budgets).
+    DropPendingBudget => "drop_pending_budget",
+    /// Packets that waited on a neighbour entry evicted from a full table.
+    DropNeighbourEvicted => "drop_neighbour_evicted",
     DropNeighbourTableFull => "drop_neighbour_table_full",
     /// Waited on ARP, which never answered.
     DropNeighbourUnresolved => "drop_neighbour_unresolved",

@@ -2,6 +2,7 @@
 //! the configuration snapshot it runs on, its counters, and the worker
 //! loop that feeds it from DPDK ports.
 
+pub mod budget;
 pub mod counters;
 pub mod pipeline;
 pub mod publish;

@@ -1,18 +1,21 @@
-//! Bringing the data plane up and down: EAL, the mbuf pool, the ports (one
-//! rx/tx queue pair per worker), the handoff rings between workers, the
-//! first snapshot, the worker lcores.
+//! Bringing the data plane up and down: EAL, the mbuf pool (planned so
+//! that held packets cannot starve rx, `budget`), the ports (one rx/tx
+//! queue pair per worker), the handoff rings between workers, the first
+//! snapshot, the key of the client -> worker mapping, the worker lcores.
 //!
 //! `Dataplane` owns all of it, and its fields are declared in the order they
 //! must go: the workers are stopped and joined first (in `stop` or `drop`),
 //! then the kernel-side preparations of the ports, the ports (which return
 //! their mbufs to the pool), the pool, and EAL last.
 
+use super::budget::{self, PoolDemand};
 use super::counters::Counters;
+use super::pipeline::Shared;
 use super::publish::SnapshotPublisher;
 use super::query::{Query, Reply};
 use super::snapshot::{PortFacts, Snapshot};
 use super::stats::SharedCounters;
-use super::steering;
+use super::steering::{self, OwnerHash};
 use super::worker::{self, WorkerSetup};
 use crate::control::config::Config;
 use crate::dpdk::{self, worker_lcores, Eal, LcoreJoin, Mempool, Port, PortSetup, PortStats};
@@ -23,8 +26,8 @@ use log::info;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-/// Slots of each handoff ring (a power of two).
-const HANDOFF_RING_SIZE: u32 = 4096;
+/// Per-lcore cache of the mbuf pool.
+const MEMPOOL_CACHE: u32 = 256;
 
 /// The control side's line to one worker.
 pub struct WorkerLink {
@@ -80,10 +83,33 @@ impl Dataplane {
             return Err("no worker lcore: give EAL at least two lcores (e.g. -l 0-1)".into());
         }
         let workers = lcores.len() as u16;
+        let plan = budget::plan(&PoolDemand {
+            mbufs: config.dataplane.mbufs,
+            ports: port_count,
+            workers,
+            rx_desc: config.dataplane.rx_desc,
+            tx_desc: config.dataplane.tx_desc,
+            cache: MEMPOOL_CACHE,
+            max_neighbours: config.dataplane.max_neighbours,
+        })?;
+        info!(
+            "mbufs: {} in the pool, {} for descriptors, caches and bursts; at most {} held \
+             ({} per worker waiting for ARP, handoff rings of {} slots)",
+            config.dataplane.mbufs,
+            plan.reserved,
+            plan.held(workers),
+            plan.pending_per_worker,
+            plan.ring_size,
+        );
 
         let pool = Arc::new(
-            Mempool::new("sluice_mbufs", config.dataplane.mbufs, 256, eal.socket_id())
-                .map_err(|e| e.to_string())?,
+            Mempool::new(
+                "sluice_mbufs",
+                config.dataplane.mbufs,
+                MEMPOOL_CACHE,
+                eal.socket_id(),
+            )
+            .map_err(|e| e.to_string())?,
         );
         let setup = PortSetup {
             rx_queues: workers,
@@ -145,7 +171,13 @@ impl Dataplane {
             }
         }
         let mut publisher = SnapshotPublisher::new(snapshot, usize::from(workers));
-        let templates = Arc::new(Templates::new(config.dataplane.max_persistence_templates));
+        // One key per process, a copy for every worker: they must agree on
+        // who owns a client (docs/steering.md).
+        let shared = Shared {
+            templates: Arc::new(Templates::new(config.dataplane.max_persistence_templates)),
+            owner: OwnerHash::random(),
+            pending_budget: plan.pending_per_worker,
+        };
 
         // One single-producer/single-consumer ring per ordered pair of
         // workers: outboxes[from][to], inboxes[to].
@@ -160,7 +192,7 @@ impl Dataplane {
                 }
                 let (producer, consumer) = dpdk::ring(
                     &format!("handoff_{from}_{to}"),
-                    HANDOFF_RING_SIZE,
+                    plan.ring_size,
                     dataplane._eal.socket_id(),
                 )
                 .map_err(|e| e.to_string())?;
@@ -194,7 +226,7 @@ impl Dataplane {
                 queues: queues.iter_mut().map(|q| q.remove(0)).collect(),
                 pool: Arc::clone(&dataplane.pool),
                 snapshots: reader,
-                templates: Arc::clone(&templates),
+                shared: shared.clone(),
                 inbox,
                 outbox,
                 stats: Arc::clone(&stats),
@@ -205,8 +237,10 @@ impl Dataplane {
             };
             // On failure, `dataplane` drops: it stops and joins the workers
             // already launched.
-            let join =
-                LcoreJoin::launch(lcore, move || worker::run(setup)).map_err(|e| e.to_string())?;
+            let join = LcoreJoin::launch(lcore, &format!("worker {index}"), move || {
+                worker::run(setup)
+            })
+            .map_err(|e| e.to_string())?;
             dataplane.lcores.push(join);
             links.push(WorkerLink {
                 stats,
@@ -243,15 +277,17 @@ impl Dataplane {
     pub fn stop(mut self) -> Result<Counters, String> {
         self.stop.store(true, Ordering::Relaxed);
         let mut counters = Counters::default();
-        let mut panicked = false;
+        let mut lost = false;
         for j in self.lcores.drain(..) {
+            // A worker that panicked aborted the process (`run_or_abort`):
+            // only a lost result can be missing here.
             match j.join() {
                 Some(c) => counters.merge(&c),
-                None => panicked = true,
+                None => lost = true,
             }
         }
-        if panicked {
-            return Err("a worker lcore panicked".into());
+        if lost {
+            return Err("a worker lcore returned no counters".into());
         }
         Ok(counters)
     }

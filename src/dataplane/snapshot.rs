@@ -4,7 +4,7 @@
 //! control side from the desired state (`control::state`) for every change;
 //! workers only read it, and pick a new one up between bursts (`publish`).
 
-use crate::control::config::{Config, DataplaneConfig, SynProxyConfig};
+use crate::control::config::{Config, DataplaneConfig, RpFilter, SynProxyConfig};
 use crate::control::slots::{RealSlots, SlotUse};
 use crate::control::state::{NeighbourSpec, State};
 use crate::lb::scheduler::{SchedTable, DEFAULT_MH_TABLE_SIZE};
@@ -33,6 +33,29 @@ pub struct PortState {
     /// partial for a NIC to finish (virtual ports: af_packet, af_xdp, tap,
     /// virtio-user). Physical NICs never deliver such frames.
     pub rx_partial_checksums: bool,
+    /// Reverse path filtering of what arrives here.
+    pub rp_filter: RpFilter,
+}
+
+impl PortState {
+    /// Whether `addr` may be a neighbour on this port: a host address of
+    /// one of its connected subnets (not the subnet's network or broadcast
+    /// address, nor the port's own address there).
+    #[inline]
+    pub fn is_neighbour_addr(&self, addr: Ipv4Addr) -> bool {
+        self.addrs.iter().any(|a| {
+            if !a.contains(addr) || addr == a.address() {
+                return false;
+            }
+            // A /31 or /32 has no network or broadcast address (RFC 3021).
+            if a.prefix_len() >= 31 {
+                return true;
+            }
+            let host_mask = u32::MAX >> a.prefix_len();
+            let host = u32::from(addr) & host_mask;
+            host != 0 && host != host_mask
+        })
+    }
 }
 
 /// What the runtime learned about a port when it started it.
@@ -90,6 +113,11 @@ pub struct Snapshot {
     pub max_sessions: usize,
     pub max_neighbours: usize,
     pub local_port_range: RangeInclusive<u16>,
+    /// Milliseconds between gratuitous ARPs of every VIP and local address;
+    /// 0: only at start and for added ones.
+    pub garp_interval_ms: u64,
+    /// ARP frames per second one worker accepts on one port; 0: no limit.
+    pub arp_rate_limit: u32,
     /// Number of worker lcores; sessions are spread over them.
     pub workers: u16,
     /// Indexed by real server slot (`dataplane.max_reals` of them).
@@ -100,6 +128,37 @@ pub struct Snapshot {
     /// What each of our addresses is (VIP, local, interface): one lookup
     /// per packet classifies its destination.
     destinations: HashMap<u32, Destination, FastInt>,
+    /// A 4096-bit filter of the same addresses, so that checking a source
+    /// (almost never ours) costs a multiply and a bit test, not a lookup.
+    own_filter: OwnFilter,
+}
+
+/// A one-hash Bloom filter of our addresses: a clear bit proves an address
+/// is not ours; a set one sends the check to the map. A few hundred
+/// addresses set a few percent of the 4096 bits; 512 bytes stay in cache.
+#[derive(Debug, Clone)]
+struct OwnFilter([u64; 64]);
+
+impl OwnFilter {
+    fn new(addrs: impl Iterator<Item = u32>) -> OwnFilter {
+        let mut f = OwnFilter([0; 64]);
+        for a in addrs {
+            let bit = Self::bit(a);
+            f.0[bit / 64] |= 1 << (bit % 64);
+        }
+        f
+    }
+
+    #[inline]
+    fn bit(addr: u32) -> usize {
+        (addr.wrapping_mul(0x9e37_79b1) >> 20) as usize
+    }
+
+    #[inline]
+    fn may_contain(&self, addr: u32) -> bool {
+        let bit = Self::bit(addr);
+        self.0[bit / 64] & (1 << (bit % 64)) != 0
+    }
 }
 
 impl Snapshot {
@@ -144,6 +203,7 @@ impl Snapshot {
                 addrs: Vec::new(),
                 tx_checksum_offload: facts.tx_checksum_offload,
                 rx_partial_checksums: facts.rx_partial_checksums,
+                rp_filter: RpFilter::Off,
             })
             .collect();
         let mut interface_addrs = HashMap::new();
@@ -155,6 +215,7 @@ impl Snapshot {
                 )
             })?;
             port.addrs = iface.addrs.clone();
+            port.rp_filter = iface.rp_filter;
             for a in &iface.addrs {
                 interface_addrs.insert(a.address(), iface.port);
             }
@@ -224,6 +285,7 @@ impl Snapshot {
                 n => n,
             },
         };
+        let destinations = destinations(&services, &interface_addrs, retired);
         Ok(Snapshot {
             epoch,
             synproxy,
@@ -234,9 +296,12 @@ impl Snapshot {
             max_sessions: dataplane.max_sessions,
             max_neighbours: dataplane.max_neighbours,
             local_port_range: dataplane.local_port_range.clone(),
+            garp_interval_ms: u64::from(dataplane.garp_interval) * 1000,
+            arp_rate_limit: dataplane.arp_rate_limit,
             workers: workers.max(1),
             slots,
-            destinations: destinations(&services, &interface_addrs, retired),
+            own_filter: OwnFilter::new(destinations.keys().copied()),
+            destinations,
             services,
             interface_addrs,
         })
@@ -249,6 +314,21 @@ impl Snapshot {
             .get(&u32::from(addr))
             .copied()
             .unwrap_or(Destination::Foreign)
+    }
+
+    /// Whether `addr` is one of ours: an interface address, a VIP or a local
+    /// address (retired ones included). A bit test, and a lookup only for
+    /// the few addresses the filter cannot tell from ours.
+    #[inline]
+    pub fn is_own_addr(&self, addr: Ipv4Addr) -> bool {
+        let a = u32::from(addr);
+        self.own_filter.may_contain(a) && self.destinations.contains_key(&a)
+    }
+
+    /// Whether `mac` is one of our ports' MACs.
+    #[inline]
+    pub fn is_own_mac(&self, mac: EthernetAddress) -> bool {
+        self.ports.iter().any(|p| p.mac == mac)
     }
 
     /// Whether sluice answers ARP for `addr` on `port`: its own addresses
@@ -326,4 +406,19 @@ fn destinations(
         out.insert(u32::from(*s.key.vip.ip()), Destination::Vip);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_own_address_filter_has_no_false_negatives_and_few_positives() {
+        let ours: Vec<u32> = (0..256u32).map(|i| 0x0a0a_0000 | (i * 7)).collect();
+        let f = OwnFilter::new(ours.iter().copied());
+        assert!(ours.iter().all(|&a| f.may_contain(a)));
+        let others = (0..100_000u32).map(|i| 0xc0a8_0000u32.wrapping_add(i * 13));
+        let false_positives = others.filter(|&a| f.may_contain(a)).count();
+        assert!(false_positives < 10_000, "{false_positives}");
+    }
 }

@@ -5,9 +5,13 @@
 //! and without a shared write on the packet path.
 
 use super::counters::{Counter, Counters};
+use super::pipeline::ConflictReport;
 use crate::lb::stats::{RealCounters, RealStats};
+use crate::wire::EthernetAddress;
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 /// How often a worker publishes its counters.
 pub const PUBLISH_MS: u64 = 100;
@@ -28,6 +32,21 @@ struct SharedReal {
 /// Local addresses whose use a worker publishes (more are not shown).
 pub const PUBLISHED_LADDRS: usize = 256;
 
+/// Address conflicts a worker keeps published for the control side to log
+/// (the latest ones; the control side reads them every few milliseconds).
+pub const CONFLICT_SLOTS: usize = 8;
+
+/// One published conflict: a sequence number (0: none yet) written last,
+/// so a reader that sees the same one before and after reading the fields
+/// has read one report whole.
+#[derive(Default)]
+struct SharedConflict {
+    seq: AtomicU64,
+    /// Address << 16 | port.
+    addr_port: AtomicU64,
+    mac: AtomicU64,
+}
+
 /// One worker's published counters. Single writer (the worker), any reader.
 pub struct SharedCounters {
     values: [AtomicU64; Counter::COUNT],
@@ -38,6 +57,9 @@ pub struct SharedCounters {
     /// The snapshot epoch the worker ran on when it published; published
     /// last, so counters read after it are at least that recent.
     epoch: AtomicU64,
+    conflicts: [SharedConflict; CONFLICT_SLOTS],
+    /// Conflicts reported so far (the writer's count).
+    conflict_seq: AtomicU64,
 }
 
 impl Default for SharedCounters {
@@ -56,7 +78,56 @@ impl SharedCounters {
                 .map(|_| (AtomicU32::new(0), AtomicU64::new(0)))
                 .collect(),
             epoch: AtomicU64::new(0),
+            conflicts: Default::default(),
+            conflict_seq: AtomicU64::new(0),
         }
+    }
+
+    /// Publishes one address conflict (worker side).
+    pub fn report_conflict(&self, c: &ConflictReport) {
+        let seq = self.conflict_seq.load(Ordering::Relaxed) + 1;
+        self.conflict_seq.store(seq, Ordering::Relaxed);
+        let slot = &self.conflicts[(seq as usize) % CONFLICT_SLOTS];
+        slot.seq.store(0, Ordering::Release);
+        slot.addr_port.store(
+            (u64::from(u32::from(c.addr)) << 16) | u64::from(c.port),
+            Ordering::Relaxed,
+        );
+        let mut mac = [0u8; 8];
+        mac[2..].copy_from_slice(&c.mac.0);
+        slot.mac.store(u64::from_be_bytes(mac), Ordering::Relaxed);
+        slot.seq.store(seq, Ordering::Release);
+    }
+
+    /// The conflicts published after sequence number `after`, oldest first,
+    /// with the last sequence number read (control side). Reports
+    /// overwritten before they were read are skipped.
+    pub fn conflicts_since(&self, after: u64) -> (Vec<ConflictReport>, u64) {
+        let mut out: Vec<(u64, ConflictReport)> = Vec::new();
+        for slot in &self.conflicts {
+            let seq = slot.seq.load(Ordering::Acquire);
+            if seq <= after {
+                continue;
+            }
+            let addr_port = slot.addr_port.load(Ordering::Relaxed);
+            let mac = slot.mac.load(Ordering::Relaxed).to_be_bytes();
+            if slot.seq.load(Ordering::Acquire) != seq {
+                continue; // rewritten while read: the next read gets it
+            }
+            let mut m = [0u8; 6];
+            m.copy_from_slice(&mac[2..]);
+            out.push((
+                seq,
+                ConflictReport {
+                    addr: Ipv4Addr::from((addr_port >> 16) as u32),
+                    port: addr_port as u16,
+                    mac: EthernetAddress(m),
+                },
+            ));
+        }
+        out.sort_by_key(|(seq, _)| *seq);
+        let last = out.last().map_or(after, |(seq, _)| *seq);
+        (out.into_iter().map(|(_, c)| c).collect(), last)
     }
 
     pub fn publish(&self, counters: &Counters) {
@@ -156,6 +227,54 @@ pub fn rate_line(prev: &Counters, now: &Counters, secs: f64, elapsed: f64) -> St
     )
 }
 
+/// The control side's reader of the workers' conflict reports: what is new
+/// since the last look, each address at most once per `period` over all
+/// workers (each worker already reports an address at most once per 10 s).
+pub struct ConflictLog {
+    /// Per worker: the last sequence number read.
+    seen: Vec<u64>,
+    last_logged: HashMap<Ipv4Addr, Instant>,
+    period: Duration,
+}
+
+impl ConflictLog {
+    pub fn new(workers: usize, period: Duration) -> ConflictLog {
+        ConflictLog {
+            seen: vec![0; workers],
+            last_logged: HashMap::new(),
+            period,
+        }
+    }
+
+    /// The reports to log now.
+    pub fn poll<'a>(
+        &mut self,
+        workers: impl Iterator<Item = &'a SharedCounters>,
+        now: Instant,
+    ) -> Vec<ConflictReport> {
+        let mut out = Vec::new();
+        for (seen, shared) in self.seen.iter_mut().zip(workers) {
+            let (reports, last) = shared.conflicts_since(*seen);
+            *seen = last;
+            for r in reports {
+                let due = self
+                    .last_logged
+                    .get(&r.addr)
+                    .is_none_or(|&t| now.duration_since(t) >= self.period);
+                if due {
+                    self.last_logged.insert(r.addr, now);
+                    out.push(r);
+                }
+            }
+        }
+        // Bounded: forget addresses quiet for a period.
+        let period = self.period;
+        self.last_logged
+            .retain(|_, &mut t| now.duration_since(t) < period);
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,5 +291,54 @@ mod tests {
         let line = rate_line(&Counters::default(), &read, 0.5, 1.0);
         assert!(line.contains("rx_pps=2000 "), "{line}");
         assert!(line.contains("cycles_per_pkt=50.0"), "{line}");
+    }
+
+    #[test]
+    fn conflicts_are_read_once_in_order() {
+        let shared = SharedCounters::default();
+        let report = |last: u8| ConflictReport {
+            addr: Ipv4Addr::new(10, 10, 0, last),
+            port: 1,
+            mac: EthernetAddress([2, 0, 0, 0, 0, last]),
+        };
+        assert_eq!(shared.conflicts_since(0), (vec![], 0));
+        shared.report_conflict(&report(100));
+        shared.report_conflict(&report(101));
+        let (got, last) = shared.conflicts_since(0);
+        assert_eq!((got, last), (vec![report(100), report(101)], 2));
+        assert_eq!(shared.conflicts_since(2), (vec![], 2));
+        // More than the slots between two reads: the latest ones survive.
+        for i in 0..20 {
+            shared.report_conflict(&report(i));
+        }
+        let (got, last) = shared.conflicts_since(2);
+        assert_eq!(last, 22);
+        assert_eq!(got.len(), CONFLICT_SLOTS);
+        assert_eq!(got.last(), Some(&report(19)));
+    }
+
+    #[test]
+    fn the_log_names_an_address_once_per_period_over_all_workers() {
+        let workers = [SharedCounters::default(), SharedCounters::default()];
+        let claim = ConflictReport {
+            addr: Ipv4Addr::new(10, 10, 0, 100),
+            port: 0,
+            mac: EthernetAddress([2, 0, 0, 0, 0, 0x66]),
+        };
+        let mut log = ConflictLog::new(2, Duration::from_secs(10));
+        let t0 = Instant::now();
+        workers[0].report_conflict(&claim);
+        workers[1].report_conflict(&claim);
+        assert_eq!(log.poll(workers.iter(), t0), vec![claim]);
+        assert!(log.poll(workers.iter(), t0).is_empty(), "read once");
+        workers[1].report_conflict(&claim);
+        assert!(log
+            .poll(workers.iter(), t0 + Duration::from_secs(9))
+            .is_empty());
+        workers[0].report_conflict(&claim);
+        assert_eq!(
+            log.poll(workers.iter(), t0 + Duration::from_secs(10)),
+            vec![claim]
+        );
     }
 }

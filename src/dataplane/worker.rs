@@ -6,12 +6,11 @@
 //! ring ends and the pipeline are values it owns.
 
 use super::counters::{Counter, Counters};
-use super::pipeline::{Io, PacketBuf, Pipeline};
+use super::pipeline::{Io, PacketBuf, Pipeline, Shared};
 use super::publish::SnapshotReader;
 use super::query::{Query, Reply};
 use super::stats::{SharedCounters, PUBLISH_MS};
 use crate::dpdk::{self, Mbuf, Mempool, RingConsumer, RingProducer, RxQueue, TxQueue, BURST};
-use crate::lb::persistence::Templates;
 use crate::lb::Proto;
 use arrayvec::ArrayVec;
 use crossbeam::channel::{Receiver, Sender};
@@ -49,8 +48,9 @@ pub struct WorkerSetup {
     pub pool: Arc<Mempool>,
     /// Where its configuration snapshots come from.
     pub snapshots: SnapshotReader,
-    /// Persistence templates, shared by all workers.
-    pub templates: Arc<Templates>,
+    /// What every worker is given alike: persistence templates, the owner
+    /// key, the pending-ARP budget.
+    pub shared: Shared,
     /// Rings other workers hand packets to this one on.
     pub inbox: Vec<RingConsumer>,
     /// `outbox[w]`: the ring to worker w; None for itself.
@@ -184,7 +184,7 @@ pub fn run(setup: WorkerSetup) -> Counters {
         queues,
         pool,
         mut snapshots,
-        templates,
+        shared,
         mut inbox,
         outbox,
         stats,
@@ -195,7 +195,7 @@ pub fn run(setup: WorkerSetup) -> Counters {
     } = setup;
     let (mut rx, tx): (Vec<RxQueue>, Vec<TxQueue>) = queues.into_iter().unzip();
     let snapshot = snapshots.current();
-    let mut pipeline: Pipeline<Mbuf> = Pipeline::with_templates(snapshot, index, templates);
+    let mut pipeline: Pipeline<Mbuf> = Pipeline::with_shared(snapshot, index, shared);
     let mut io = WorkerIo {
         pool: &pool,
         tx: tx.into_iter().map(|q| (q, ArrayVec::new())).collect(),
@@ -272,6 +272,9 @@ pub fn run(setup: WorkerSetup) -> Counters {
                 stats.publish(pipeline.counters());
                 stats.publish_laddrs(pipeline.laddrs_in_use());
                 stats.publish_reals(pipeline.real_stats(), snapshots.epoch());
+                for c in pipeline.take_conflict_reports() {
+                    stats.report_conflict(&c);
+                }
                 next_publish = tsc + PUBLISH_MS * ticks_per_ms;
             }
         }

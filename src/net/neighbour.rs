@@ -1,5 +1,11 @@
-//! The ARP neighbour cache: IPv4 address -> MAC address and port, with a
+//! The ARP neighbour cache: (port, IPv4 address) -> MAC address, with a
 //! small queue of packets per neighbour that is still being resolved.
+//!
+//! Entries are per port, as Linux keys its neighbours by device: an entry's
+//! port is fixed when it is made, learning never moves it, and the same
+//! address seen on another port is another entry, never an update. (Which
+//! ARP frames may teach the table at all is the pipeline's decision: only
+//! senders on the receiving port's subnets, never our own addresses.)
 //!
 //! A simplified version of Linux's neighbour state machine:
 //!
@@ -17,6 +23,12 @@
 //! - `Permanent`: configured statically; never aged, probed or overwritten.
 //!
 //! Any non-static, resolved entry unused for `stale_ms` is deleted.
+//!
+//! Bounds: at most `capacity` entries and `pending_budget` queued packets
+//! over all entries (the mbufs the pool can spare for this worker). A full
+//! table makes room for a neighbour the data plane needs (`enqueue`,
+//! `add_static`) by evicting an incomplete entry first, then a stale one,
+//! then the least recently used; passive learning never evicts.
 //!
 //! Storage is fixed at construction: a dense vector of entries (each holding
 //! its queue inline in an `ArrayVec`) and a hash map from address to index
@@ -52,6 +64,8 @@ pub struct NeighbourConfig {
     pub retrans_ms: u64,
     /// Requests sent before giving up, the first one included.
     pub max_probes: u32,
+    /// Packets queued over all entries at most.
+    pub pending_budget: usize,
 }
 
 impl Default for NeighbourConfig {
@@ -62,6 +76,7 @@ impl Default for NeighbourConfig {
             stale_ms: 300_000,
             retrans_ms: 1_000,
             max_probes: 3,
+            pending_budget: 1024 * MAX_PENDING,
         }
     }
 }
@@ -108,8 +123,12 @@ pub enum Enqueue<P> {
     /// The neighbour's queue is full (or, if the caller skipped `lookup`,
     /// the neighbour is already resolved): drop and count the packet.
     QueueFull(P),
-    /// No room for a new neighbour: drop and count the packet.
+    /// No room for a new neighbour (every entry is static): drop and count
+    /// the packet.
     TableFull(P),
+    /// The packets queued over all neighbours reached `pending_budget`:
+    /// drop and count the packet.
+    BudgetFull(P),
 }
 
 /// Work that [`NeighbourTable::poll`] hands to the caller.
@@ -204,6 +223,25 @@ impl<P> Entry<P> {
     }
 }
 
+/// What the table did on its own that the caller counts.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TableCounts {
+    /// Entries evicted to make room for another.
+    pub evictions: u64,
+    /// Packets that were queued on evicted entries (freed).
+    pub evicted_packets: u64,
+}
+
+/// How many entries one eviction looks at, from a rotating cursor: the
+/// cost of making room stays bounded whatever the capacity.
+const EVICTION_SCAN: usize = 64;
+
+/// The table's key: the port in the high bits, the address in the low.
+#[inline]
+fn key(ip: Ipv4Addr, port: u16) -> u64 {
+    (u64::from(port) << 32) | u64::from(u32::from(ip))
+}
+
 /// What `poll` decided for one entry.
 enum Outcome {
     Keep,
@@ -216,10 +254,15 @@ pub struct NeighbourTable<P> {
     config: NeighbourConfig,
     /// Dense: deletion swaps the last entry into the hole.
     entries: Vec<Entry<P>>,
-    /// Address (as u32) -> index into `entries`.
-    index: HashMap<u32, u32, FastInt>,
+    /// `key(address, port)` -> index into `entries`.
+    index: HashMap<u64, u32, FastInt>,
     /// No entry needs `poll` before this time, so most polls return at once.
     next_deadline: u64,
+    /// Packets queued over all entries.
+    pending: usize,
+    /// Where the next eviction starts looking.
+    evict_cursor: usize,
+    counts: TableCounts,
 }
 
 impl<P> NeighbourTable<P> {
@@ -232,7 +275,20 @@ impl<P> NeighbourTable<P> {
                 FastInt::default(),
             ),
             next_deadline: u64::MAX,
+            pending: 0,
+            evict_cursor: 0,
+            counts: TableCounts::default(),
         }
+    }
+
+    /// Packets queued over all entries.
+    pub fn pending(&self) -> usize {
+        self.pending
+    }
+
+    /// What the table counted since the last call (evictions).
+    pub fn take_counts(&mut self) -> TableCounts {
+        mem::take(&mut self.counts)
     }
 
     pub fn config(&self) -> &NeighbourConfig {
@@ -247,12 +303,12 @@ impl<P> NeighbourTable<P> {
         self.entries.is_empty()
     }
 
-    /// The MAC to send to `ip`, if known (reachable, static or stale). Using
-    /// an entry not confirmed for `reachable_ms` schedules a unicast probe
-    /// on the next `poll`; the MAC is still returned. `None` means the
-    /// caller should `enqueue` the packet.
-    pub fn lookup(&mut self, ip: Ipv4Addr, now: u64) -> Option<MacAddr> {
-        let &idx = self.index.get(&u32::from(ip))?;
+    /// The MAC to send to `ip` on `port`, if known (reachable, static or
+    /// stale). Using an entry not confirmed for `reachable_ms` schedules a
+    /// unicast probe on the next `poll`; the MAC is still returned. `None`
+    /// means the caller should `enqueue` the packet.
+    pub fn lookup(&mut self, ip: Ipv4Addr, port: u16, now: u64) -> Option<MacAddr> {
+        let &idx = self.index.get(&key(ip, port))?;
         let entry = self.entries.get_mut(idx as usize)?;
         match entry.state {
             NeighbourState::Incomplete => return None,
@@ -272,11 +328,14 @@ impl<P> NeighbourTable<P> {
         Some(entry.mac)
     }
 
-    /// Queues `pkt` until `ip` is resolved, creating an `Incomplete` entry
-    /// on `port` if there is none. Call it after `lookup` returned `None`.
+    /// Queues `pkt` until `ip` is resolved on `port`, creating an
+    /// `Incomplete` entry if there is none (evicting another if the table is
+    /// full). Call it after `lookup` returned `None`.
     pub fn enqueue(&mut self, ip: Ipv4Addr, port: u16, pkt: P, now: u64) -> Enqueue<P> {
-        let key = u32::from(ip);
-        if let Some(&idx) = self.index.get(&key) {
+        if self.pending >= self.config.pending_budget {
+            return Enqueue::BudgetFull(pkt);
+        }
+        if let Some(&idx) = self.index.get(&key(ip, port)) {
             let Some(entry) = self.entries.get_mut(idx as usize) else {
                 return Enqueue::TableFull(pkt);
             };
@@ -285,13 +344,16 @@ impl<P> NeighbourTable<P> {
             }
             entry.used = now;
             return match entry.pending.try_push(pkt) {
-                Ok(()) => Enqueue::Queued {
-                    send_request: false,
-                },
+                Ok(()) => {
+                    self.pending += 1;
+                    Enqueue::Queued {
+                        send_request: false,
+                    }
+                }
                 Err(err) => Enqueue::QueueFull(err.element()),
             };
         }
-        if self.entries.len() >= self.config.capacity {
+        if !self.make_room() {
             return Enqueue::TableFull(pkt);
         }
         let mut entry = Entry::new(ip, port, [0; 6], NeighbourState::Incomplete, now);
@@ -301,14 +363,18 @@ impl<P> NeighbourTable<P> {
             // Unreachable: the queue is empty and MAX_PENDING > 0.
             return Enqueue::QueueFull(err.element());
         }
+        self.pending += 1;
         self.insert(entry);
         Enqueue::Queued { send_request: true }
     }
 
     /// Records that `ip` is at `mac` on `port` (from an ARP packet): an
-    /// existing dynamic entry becomes `Reachable`; a missing one is created
-    /// only if `create`. Returns the packets that were waiting for it, in
-    /// arrival order, for the caller to send. Static entries are untouched.
+    /// existing dynamic entry on that port becomes `Reachable` (its port
+    /// never changes; an entry of the same address on another port is
+    /// another neighbour); a missing one is created only if `create` and
+    /// the table has room (learning never evicts). Returns the packets that
+    /// were waiting for it, in arrival order, for the caller to send.
+    /// Static entries are untouched.
     pub fn learn(
         &mut self,
         ip: Ipv4Addr,
@@ -317,8 +383,7 @@ impl<P> NeighbourTable<P> {
         now: u64,
         create: bool,
     ) -> ArrayVec<P, MAX_PENDING> {
-        let key = u32::from(ip);
-        if let Some(&idx) = self.index.get(&key) {
+        if let Some(&idx) = self.index.get(&key(ip, port)) {
             let Some(entry) = self.entries.get_mut(idx as usize) else {
                 return ArrayVec::new();
             };
@@ -326,12 +391,13 @@ impl<P> NeighbourTable<P> {
                 return ArrayVec::new();
             }
             entry.mac = mac;
-            entry.port = port;
             entry.state = NeighbourState::Reachable;
             entry.probes = 0;
             entry.confirmed = now;
             self.next_deadline = self.next_deadline.min(entry.deadline(&self.config));
-            return mem::take(&mut entry.pending);
+            let released = mem::take(&mut entry.pending);
+            self.pending -= released.len();
+            return released;
         }
         if create && self.entries.len() < self.config.capacity {
             self.insert(Entry::new(ip, port, mac, NeighbourState::Reachable, now));
@@ -339,35 +405,41 @@ impl<P> NeighbourTable<P> {
         ArrayVec::new()
     }
 
+    /// Whether there is an entry for `ip` on `port`.
+    pub fn contains(&self, ip: Ipv4Addr, port: u16) -> bool {
+        self.index.contains_key(&key(ip, port))
+    }
+
     /// Adds a permanent entry, replacing a learned one (whose queued
-    /// packets, if any, are dropped).
+    /// packets, if any, are dropped) or evicting another when the table is
+    /// full.
     pub fn add_static(
         &mut self,
         ip: Ipv4Addr,
         mac: MacAddr,
         port: u16,
     ) -> Result<(), NeighbourError> {
-        let key = u32::from(ip);
-        if let Some(&idx) = self.index.get(&key) {
+        if let Some(&idx) = self.index.get(&key(ip, port)) {
             if let Some(entry) = self.entries.get_mut(idx as usize) {
                 if entry.state == NeighbourState::Permanent {
                     return Err(NeighbourError::AlreadyStatic(ip));
                 }
+                self.pending -= entry.pending.len();
                 *entry = Entry::new(ip, port, mac, NeighbourState::Permanent, entry.used);
                 return Ok(());
             }
         }
-        if self.entries.len() >= self.config.capacity {
+        if !self.make_room() {
             return Err(NeighbourError::TableFull(ip));
         }
         self.insert(Entry::new(ip, port, mac, NeighbourState::Permanent, 0));
         Ok(())
     }
 
-    /// Deletes the entry for `ip` (static or not), dropping any queued
-    /// packets. Returns whether there was one.
-    pub fn remove(&mut self, ip: Ipv4Addr) -> bool {
-        match self.index.get(&u32::from(ip)) {
+    /// Deletes the entry for `ip` on `port` (static or not), dropping any
+    /// queued packets. Returns whether there was one.
+    pub fn remove(&mut self, ip: Ipv4Addr, port: u16) -> bool {
+        match self.index.get(&key(ip, port)) {
             Some(&idx) => {
                 self.remove_at(idx as usize);
                 true
@@ -406,6 +478,7 @@ impl<P> NeighbourTable<P> {
                         entry.next_probe = now.saturating_add(config.retrans_ms);
                         Outcome::Keep
                     } else {
+                        self.pending -= entry.pending.len();
                         for pkt in entry.pending.drain(..) {
                             on_event(NeighbourEvent::Unresolved(pkt));
                         }
@@ -435,9 +508,9 @@ impl<P> NeighbourTable<P> {
         self.next_deadline = next_deadline;
     }
 
-    /// The entry for `ip`, for display.
-    pub fn get(&self, ip: Ipv4Addr) -> Option<NeighbourInfo> {
-        let &idx = self.index.get(&u32::from(ip))?;
+    /// The entry for `ip` on `port`, for display.
+    pub fn get(&self, ip: Ipv4Addr, port: u16) -> Option<NeighbourInfo> {
+        let &idx = self.index.get(&key(ip, port))?;
         self.entries.get(idx as usize).map(Entry::info)
     }
 
@@ -452,18 +525,64 @@ impl<P> NeighbourTable<P> {
         // Capacity is a usize but the index stores u32; a table beyond
         // 2^32 entries is not a neighbour cache.
         let idx = self.entries.len() as u32;
-        self.index.insert(u32::from(entry.ip), idx);
+        self.index.insert(key(entry.ip, entry.port), idx);
         self.entries.push(entry);
     }
 
+    /// Makes room for one more entry if the table is full: evicts, among
+    /// up to `EVICTION_SCAN` entries from the cursor, an incomplete one
+    /// first, then a stale one, then the least recently used; never a
+    /// static one. False when there is no room and nothing to evict.
+    fn make_room(&mut self) -> bool {
+        let len = self.entries.len();
+        if len < self.config.capacity {
+            return true;
+        }
+        let rank = |e: &Entry<P>| match e.state {
+            NeighbourState::Incomplete => Some(0),
+            NeighbourState::Stale => Some(1),
+            NeighbourState::Reachable | NeighbourState::Probe => Some(2),
+            NeighbourState::Permanent => None,
+        };
+        let mut victim: Option<(u8, u64, usize)> = None;
+        for step in 0..len.min(EVICTION_SCAN) {
+            let i = (self.evict_cursor + step) % len;
+            let e = &self.entries[i];
+            if let Some(r) = rank(e) {
+                if victim.is_none_or(|(vr, vu, _)| (r, e.used) < (vr, vu)) {
+                    victim = Some((r, e.used, i));
+                }
+            }
+        }
+        self.evict_cursor = (self.evict_cursor + EVICTION_SCAN) % len.max(1);
+        let victim = match victim {
+            Some((_, _, i)) => i,
+            // Only static entries in the window: look at the rest once.
+            None => match self
+                .entries
+                .iter()
+                .position(|e| e.state != NeighbourState::Permanent)
+            {
+                Some(i) => i,
+                None => return false,
+            },
+        };
+        self.counts.evictions += 1;
+        self.counts.evicted_packets += self.entries[victim].pending.len() as u64;
+        self.remove_at(victim);
+        true
+    }
+
+    /// Removes entry `idx`, dropping its queued packets.
     fn remove_at(&mut self, idx: usize) {
         if idx >= self.entries.len() {
             return;
         }
         let removed = self.entries.swap_remove(idx);
-        self.index.remove(&u32::from(removed.ip));
+        self.pending -= removed.pending.len();
+        self.index.remove(&key(removed.ip, removed.port));
         if let Some(moved) = self.entries.get(idx) {
-            if let Some(slot) = self.index.get_mut(&u32::from(moved.ip)) {
+            if let Some(slot) = self.index.get_mut(&key(moved.ip, moved.port)) {
                 *slot = idx as u32;
             }
         }
@@ -511,25 +630,28 @@ mod tests {
     }
 
     fn state(table: &NeighbourTable<Vec<u8>>, ip: Ipv4Addr) -> Option<NeighbourState> {
-        table.get(ip).map(|info| info.state)
+        table
+            .iter()
+            .find(|(a, _)| *a == ip)
+            .map(|(_, info)| info.state)
     }
 
     #[test]
     fn enqueue_requests_once_then_queues() {
         let mut table = NeighbourTable::new(config());
-        assert_eq!(table.lookup(ip(1), 0), None);
+        assert_eq!(table.lookup(ip(1), 3, 0), None);
         assert_eq!(
             table.enqueue(ip(1), 3, vec![0], 0),
             Enqueue::Queued { send_request: true }
         );
-        assert_eq!(table.lookup(ip(1), 1), None);
+        assert_eq!(table.lookup(ip(1), 3, 1), None);
         assert_eq!(
             table.enqueue(ip(1), 3, vec![1], 1),
             Enqueue::Queued {
                 send_request: false
             }
         );
-        let info = table.get(ip(1)).unwrap();
+        let info = table.get(ip(1), 3).unwrap();
         assert_eq!(
             info,
             NeighbourInfo {
@@ -560,28 +682,62 @@ mod tests {
     }
 
     #[test]
-    fn table_is_bounded() {
+    fn a_full_table_evicts_incomplete_then_stale_then_least_recently_used() {
         let mut table = NeighbourTable::new(config());
-        for i in 0..4 {
-            assert!(matches!(
-                table.enqueue(ip(i), 0, vec![i], 0),
-                Enqueue::Queued { send_request: true }
-            ));
-        }
-        assert_eq!(
-            table.enqueue(ip(9), 0, vec![9], 0),
-            Enqueue::TableFull(vec![9])
-        );
-        // Learning with create cannot make room either, but updates work.
-        assert!(table.learn(ip(9), MAC_A, 0, 0, true).is_empty());
-        assert_eq!(table.get(ip(9)), None);
-        assert_eq!(
-            table.add_static(ip(9), MAC_A, 0),
-            Err(NeighbourError::TableFull(ip(9)))
-        );
-        assert_eq!(table.learn(ip(2), MAC_A, 0, 0, false).as_slice(), [vec![2]]);
+        table.add_static(ip(1), MAC_A, 0).unwrap();
+        table.learn(ip(2), MAC_A, 0, 0, true);
+        table.learn(ip(3), MAC_B, 0, 0, true);
+        table.enqueue(ip(4), 0, vec![4], 0);
         assert_eq!(table.len(), 4);
+        // Passive learning never evicts.
+        assert!(table.learn(ip(9), MAC_A, 0, 0, true).is_empty());
+        assert_eq!(table.get(ip(9), 0), None);
+        // A neighbour the data plane needs evicts the incomplete one first
+        // (its queued packet is freed and counted).
+        assert_eq!(
+            table.enqueue(ip(5), 0, vec![5], 1),
+            Enqueue::Queued { send_request: true }
+        );
+        assert_eq!(table.get(ip(4), 0), None);
+        assert_eq!(
+            table.take_counts(),
+            TableCounts {
+                evictions: 1,
+                evicted_packets: 1
+            }
+        );
+        assert_eq!(table.pending(), 1);
+        // Then a stale one (ip(3) aged; ip(2) used and confirmed since).
+        table.learn(ip(5), MAC_B, 0, 1, false);
+        table.learn(ip(2), MAC_A, 0, 29_000, false);
+        table.lookup(ip(2), 0, 29_000);
+        poll(&mut table, 30_000);
+        assert_eq!(state(&table, ip(3)), Some(NeighbourState::Stale));
+        table.add_static(ip(6), MAC_B, 0).unwrap();
+        assert_eq!(table.get(ip(3), 0), None);
+        // Then the least recently used; never a static one.
+        table.lookup(ip(2), 0, 30_001);
+        table.enqueue(ip(7), 0, vec![7], 30_002);
+        assert_eq!(table.get(ip(5), 0), None, "ip(5) was used least recently");
+        assert!(table.get(ip(2), 0).is_some());
+        assert_eq!(table.take_counts().evictions, 2);
+        let statics = table.iter().filter(|(_, n)| n.is_static).count();
+        assert_eq!(statics, 2);
 
+        // Only static entries: nothing to evict.
+        let mut only_static = NeighbourTable::new(NeighbourConfig {
+            capacity: 1,
+            ..config()
+        });
+        only_static.add_static(ip(1), MAC_A, 0).unwrap();
+        assert_eq!(
+            only_static.enqueue(ip(2), 0, vec![2], 0),
+            Enqueue::TableFull(vec![2])
+        );
+        assert_eq!(
+            only_static.add_static(ip(2), MAC_A, 0),
+            Err(NeighbourError::TableFull(ip(2)))
+        );
         let mut empty = NeighbourTable::new(NeighbourConfig {
             capacity: 0,
             ..config()
@@ -590,6 +746,43 @@ mod tests {
             empty.enqueue(ip(1), 0, vec![1], 0),
             Enqueue::TableFull(vec![1])
         );
+    }
+
+    #[test]
+    fn queued_packets_are_bounded_over_all_neighbours() {
+        let mut table = NeighbourTable::new(NeighbourConfig {
+            pending_budget: 20,
+            ..config()
+        });
+        for i in 0..MAX_PENDING {
+            assert!(matches!(
+                table.enqueue(ip(1), 0, vec![i as u8], 0),
+                Enqueue::Queued { .. }
+            ));
+        }
+        for i in 0..4 {
+            assert!(matches!(
+                table.enqueue(ip(2), 0, vec![i], 0),
+                Enqueue::Queued { .. }
+            ));
+        }
+        assert_eq!(table.pending(), 20);
+        assert_eq!(
+            table.enqueue(ip(3), 0, vec![3], 0),
+            Enqueue::BudgetFull(vec![3])
+        );
+        assert_eq!(table.get(ip(3), 0), None, "no entry without a packet");
+        // Whatever leaves a queue gives its room back: released, failed,
+        // removed.
+        assert_eq!(table.learn(ip(1), MAC_A, 0, 1, false).len(), MAX_PENDING);
+        assert_eq!(table.pending(), 4);
+        assert!(table.remove(ip(2), 0));
+        assert_eq!(table.pending(), 0);
+        table.enqueue(ip(3), 0, vec![3], 0);
+        for now in [1_000, 2_000, 3_000] {
+            poll(&mut table, now);
+        }
+        assert_eq!(table.pending(), 0);
     }
 
     #[test]
@@ -603,7 +796,7 @@ mod tests {
             released.as_slice(),
             [vec![0], vec![1], vec![2], vec![3], vec![4]]
         );
-        assert_eq!(table.lookup(ip(1), 21), Some(MAC_A));
+        assert_eq!(table.lookup(ip(1), 2, 21), Some(MAC_A));
         assert_eq!(state(&table, ip(1)), Some(NeighbourState::Reachable));
         // No requests are pending for a resolved neighbour.
         assert!(poll(&mut table, 5_000).is_empty());
@@ -625,14 +818,34 @@ mod tests {
     fn learn_without_create_does_not_create() {
         let mut table: NeighbourTable<Vec<u8>> = NeighbourTable::new(config());
         assert!(table.learn(ip(1), MAC_A, 0, 0, false).is_empty());
-        assert_eq!(table.get(ip(1)), None);
+        assert_eq!(table.get(ip(1), 0), None);
         assert!(table.is_empty());
         table.learn(ip(1), MAC_A, 0, 0, true);
-        assert_eq!(table.lookup(ip(1), 1), Some(MAC_A));
-        // Learning moves an existing entry to the new MAC and port.
-        table.learn(ip(1), MAC_B, 7, 2, false);
-        let info = table.get(ip(1)).unwrap();
-        assert_eq!((info.mac, info.port), (Some(MAC_B), 7));
+        assert_eq!(table.lookup(ip(1), 0, 1), Some(MAC_A));
+        // Learning updates the MAC of the entry on its own port ...
+        table.learn(ip(1), MAC_B, 0, 2, false);
+        assert_eq!(table.lookup(ip(1), 0, 3), Some(MAC_B));
+    }
+
+    #[test]
+    fn entries_are_per_port_and_learning_never_moves_one() {
+        let mut table: NeighbourTable<Vec<u8>> = NeighbourTable::new(config());
+        table.enqueue(ip(1), 1, vec![1], 0);
+        // The same address claimed on another port is not an update: the
+        // packet waiting on port 1 stays queued for port 1.
+        assert!(table.learn(ip(1), MAC_B, 0, 1, false).is_empty());
+        assert!(table.learn(ip(1), MAC_B, 0, 1, true).is_empty());
+        assert_eq!(
+            table.get(ip(1), 1).map(|n| n.state),
+            Some(NeighbourState::Incomplete)
+        );
+        assert_eq!(table.lookup(ip(1), 1, 2), None);
+        assert_eq!(table.lookup(ip(1), 0, 2), Some(MAC_B), "port 0's own entry");
+        assert_eq!(table.learn(ip(1), MAC_A, 1, 3, false).as_slice(), [vec![1]]);
+        assert_eq!(table.lookup(ip(1), 1, 4), Some(MAC_A));
+        assert_eq!(table.lookup(ip(1), 0, 4), Some(MAC_B));
+        assert!(table.remove(ip(1), 0));
+        assert_eq!(table.lookup(ip(1), 1, 5), Some(MAC_A));
     }
 
     #[test]
@@ -652,7 +865,7 @@ mod tests {
                 NeighbourEvent::Unresolved(vec![2]),
             ]
         );
-        assert_eq!(table.get(ip(1)), None);
+        assert_eq!(table.get(ip(1), 5), None);
         assert!(table.is_empty());
         // The next packet starts over.
         assert_eq!(
@@ -677,13 +890,13 @@ mod tests {
     fn used_entry_is_probed_after_reachable_ms() {
         let mut table = NeighbourTable::new(config());
         table.learn(ip(1), MAC_A, 1, 0, true);
-        assert_eq!(table.lookup(ip(1), 29_999), Some(MAC_A));
+        assert_eq!(table.lookup(ip(1), 1, 29_999), Some(MAC_A));
         assert!(poll(&mut table, 29_999).is_empty());
         // Past reachable_ms: still usable, but marked for a unicast probe.
-        assert_eq!(table.lookup(ip(1), 30_000), Some(MAC_A));
+        assert_eq!(table.lookup(ip(1), 1, 30_000), Some(MAC_A));
         assert_eq!(state(&table, ip(1)), Some(NeighbourState::Probe));
         assert_eq!(poll(&mut table, 30_001), [unicast(ip(1), 1, MAC_A)]);
-        assert_eq!(table.lookup(ip(1), 30_500), Some(MAC_A));
+        assert_eq!(table.lookup(ip(1), 1, 30_500), Some(MAC_A));
         assert!(poll(&mut table, 30_500).is_empty());
         // The reply confirms it.
         table.learn(ip(1), MAC_A, 1, 30_600, false);
@@ -698,14 +911,14 @@ mod tests {
         assert_eq!(poll(&mut table, 30_000), []);
         assert_eq!(state(&table, ip(1)), Some(NeighbourState::Stale));
         // Using a stale entry starts probing.
-        assert_eq!(table.lookup(ip(1), 40_000), Some(MAC_A));
+        assert_eq!(table.lookup(ip(1), 1, 40_000), Some(MAC_A));
         assert_eq!(poll(&mut table, 40_000), [unicast(ip(1), 1, MAC_A)]);
         assert_eq!(poll(&mut table, 41_000), [unicast(ip(1), 1, MAC_A)]);
         assert_eq!(poll(&mut table, 42_000), [unicast(ip(1), 1, MAC_A)]);
-        assert_eq!(table.lookup(ip(1), 42_500), Some(MAC_A));
+        assert_eq!(table.lookup(ip(1), 1, 42_500), Some(MAC_A));
         assert_eq!(poll(&mut table, 43_000), []);
-        assert_eq!(table.get(ip(1)), None);
-        assert_eq!(table.lookup(ip(1), 43_001), None);
+        assert_eq!(table.get(ip(1), 1), None);
+        assert_eq!(table.lookup(ip(1), 1, 43_001), None);
     }
 
     #[test]
@@ -717,17 +930,17 @@ mod tests {
         let mut now = 0;
         while now < 300_000 {
             now += 10_000;
-            assert_eq!(table.lookup(ip(2), now), Some(MAC_B));
+            assert_eq!(table.lookup(ip(2), 0, now), Some(MAC_B));
             table.learn(ip(2), MAC_B, 0, now, false);
             assert!(poll(&mut table, now).is_empty());
             let expect_ip1 = now < 300_000;
-            assert_eq!(table.get(ip(1)).is_some(), expect_ip1, "at {now}");
+            assert_eq!(table.get(ip(1), 0).is_some(), expect_ip1, "at {now}");
         }
         assert_eq!(state(&table, ip(2)), Some(NeighbourState::Reachable));
         assert_eq!(table.len(), 1);
         // ip(2) survives unused until stale_ms after its last use.
         poll(&mut table, now + 299_999);
-        assert!(table.get(ip(2)).is_some());
+        assert!(table.get(ip(2), 0).is_some());
         poll(&mut table, now + 300_000);
         assert!(table.is_empty());
     }
@@ -740,12 +953,12 @@ mod tests {
             table.add_static(ip(1), MAC_B, 2),
             Err(NeighbourError::AlreadyStatic(ip(1)))
         );
-        assert!(table.learn(ip(1), MAC_B, 3, 10, true).is_empty());
+        assert!(table.learn(ip(1), MAC_B, 2, 10, true).is_empty());
         assert!(poll(&mut table, 10_000_000).is_empty());
-        assert_eq!(table.lookup(ip(1), 10_000_000), Some(MAC_A));
+        assert_eq!(table.lookup(ip(1), 2, 10_000_000), Some(MAC_A));
         assert!(poll(&mut table, 10_000_001).is_empty());
         assert_eq!(
-            table.get(ip(1)),
+            table.get(ip(1), 2),
             Some(NeighbourInfo {
                 mac: Some(MAC_A),
                 port: 2,
@@ -763,8 +976,9 @@ mod tests {
     fn static_replaces_a_learned_entry() {
         let mut table = NeighbourTable::new(config());
         table.enqueue(ip(1), 0, vec![1], 0);
-        table.add_static(ip(1), MAC_A, 4).unwrap();
-        assert_eq!(table.lookup(ip(1), 1), Some(MAC_A));
+        table.add_static(ip(1), MAC_A, 0).unwrap();
+        assert_eq!(table.pending(), 0, "its queued packet went with it");
+        assert_eq!(table.lookup(ip(1), 0, 1), Some(MAC_A));
         assert!(poll(&mut table, 100_000).is_empty());
         assert_eq!(table.len(), 1);
     }
@@ -775,9 +989,9 @@ mod tests {
         table.learn(ip(1), MAC_A, 0, 0, true);
         table.enqueue(ip(2), 0, vec![2], 0);
         table.learn(ip(3), MAC_B, 0, 0, true);
-        assert!(table.remove(ip(1)));
-        assert!(!table.remove(ip(1)));
-        assert_eq!(table.lookup(ip(3), 1), Some(MAC_B));
+        assert!(table.remove(ip(1), 0));
+        assert!(!table.remove(ip(1), 0));
+        assert_eq!(table.lookup(ip(3), 0, 1), Some(MAC_B));
         assert_eq!(table.learn(ip(2), MAC_A, 0, 1, false).as_slice(), [vec![2]]);
         let mut ips: Vec<Ipv4Addr> = table.iter().map(|(ip, _)| ip).collect();
         ips.sort();
@@ -816,7 +1030,7 @@ mod tests {
         let mut table = NeighbourTable::new(config());
         table.learn(ip(1), MAC_A, 0, 1_000_000, true);
         table.enqueue(ip(2), 0, vec![2], u64::MAX);
-        assert_eq!(table.lookup(ip(1), 0), Some(MAC_A));
+        assert_eq!(table.lookup(ip(1), 0, 0), Some(MAC_A));
         poll(&mut table, 0);
         poll(&mut table, u64::MAX);
     }

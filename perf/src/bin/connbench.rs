@@ -220,7 +220,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         phase: Arc::clone(&phase),
         stop: Arc::clone(&stop),
     };
-    let join = LcoreJoin::launch(lcore, move || engine::run(setup)).map_err(|e| e.to_string())?;
+    let join = LcoreJoin::launch(lcore, "connbench engine", move || engine::run(setup))
+        .map_err(|e| e.to_string())?;
 
     let started = Instant::now();
     let mut last = (Instant::now(), Counters::default());

@@ -268,10 +268,12 @@ mod tests {
                 InterfaceConfig {
                     port: 0,
                     addrs: vec!["10.10.0.1/24".parse().unwrap()],
+                    rp_filter: Default::default(),
                 },
                 InterfaceConfig {
                     port: 1,
                     addrs: vec!["192.168.10.1/24".parse().unwrap()],
+                    rp_filter: Default::default(),
                 },
             ],
             64,

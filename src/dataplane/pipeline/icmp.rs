@@ -72,11 +72,11 @@ impl<P: PacketBuf> Pipeline<P> {
             // VIP), or toward a real server (from a local address in
             // FULLNAT, from the client in NAT).
             let owner = if self.snap.services.is_vip(q.src) {
-                client_owner(q.dst, q.dport, self.workers)
+                self.client_owner(q.dst, q.dport)
             } else if self.snap.destination(q.src) == Destination::Laddr {
                 laddr::owner_of_port(q.sport, self.workers)
             } else {
-                client_owner(q.src, q.sport, self.workers)
+                self.client_owner(q.src, q.sport)
             };
             if let Some(v) = self.steer(owner, source) {
                 return v;

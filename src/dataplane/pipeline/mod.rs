@@ -9,12 +9,14 @@
 mod arp;
 mod icmp;
 mod parse;
+mod source;
 mod synproxy;
 mod translate;
 
 use super::counters::{Counter, Counters};
 use super::query::{NeighbourInfo, Query, Reply, SessionInfo, SESSION_SCAN};
 use super::snapshot::{Destination, Snapshot};
+pub use super::steering::OwnerHash;
 use crate::lb::icmp_error;
 use crate::lb::laddr::{self, LocalPools};
 use crate::lb::nat;
@@ -26,7 +28,9 @@ use crate::lb::stats::RealStats;
 use crate::lb::tcp_state::{self, Direction, TcpFlags, TcpState};
 use crate::lb::Proto;
 use crate::net::hash::FastInt;
-use crate::net::neighbour::{Enqueue, NeighbourConfig, NeighbourEvent, NeighbourTable};
+use crate::net::neighbour::{
+    Enqueue, NeighbourConfig, NeighbourEvent, NeighbourTable, MAX_PENDING,
+};
 use crate::net::nexthop_cache::{NextHopCache, Resolved};
 use crate::net::MacAddr;
 use crate::wire::arp::{operation, ArpPacket, ArpRepr};
@@ -39,6 +43,8 @@ use hashbrown::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
+use arp::ArpGuard;
+pub use arp::ConflictReport;
 use parse::{flow_key, parse_ipv4, parse_l4};
 use translate::SessionEnds;
 
@@ -137,18 +143,21 @@ const EXPIRE_BUDGET: usize = 4096;
 /// neighbour tables are asked again.
 const NEXTHOP_CACHE_MS: u64 = 1000;
 
-/// The worker that owns the sessions of a client (address, port). Both
-/// directions of a NAT session can compute it: inbound packets carry the
-/// client as source, replies as destination. FULLNAT replies are steered by
-/// their local port instead (`laddr::owner_of_port`).
-#[inline]
-pub fn client_owner(addr: Ipv4Addr, port: u16, workers: u16) -> u16 {
-    let x = (u32::from(addr) ^ (u32::from(port) << 16 | u32::from(port))).wrapping_mul(0x9e37_79b1);
-    ((u64::from(x) * u64::from(workers)) >> 32) as u16
-}
-
 /// Templates a pipeline made on its own has room for (tests, tools).
 const DEFAULT_TEMPLATES: usize = 4096;
+
+/// What the runtime gives every worker's pipeline alike.
+#[derive(Clone)]
+pub struct Shared {
+    /// Persistence templates, shared by all workers.
+    pub templates: Arc<Templates>,
+    /// The key of the client -> worker mapping: one per process, the same
+    /// for every worker (docs/steering.md).
+    pub owner: OwnerHash,
+    /// Packets one worker may hold waiting for ARP, over all neighbours
+    /// (its share of the mbufs set aside for them).
+    pub pending_budget: usize,
+}
 
 /// One worker's mutable state for one service (aligned with the
 /// snapshot's services, rebuilt when a new snapshot arrives).
@@ -190,21 +199,37 @@ pub struct Pipeline<P> {
     syn_window: (u64, u32),
     /// "auto" SYN proxy services answer SYNs with cookies until then (ms).
     synproxy_until: u64,
+    /// Which worker owns a client's sessions.
+    owner: OwnerHash,
+    /// ARP rate limits, address conflicts, the gratuitous ARP timer (boxed:
+    /// cold, and a kilobyte the hot fields need not be spread around).
+    arp_guard: Box<ArpGuard>,
     counters: Counters,
 }
 
 impl<P: PacketBuf> Pipeline<P> {
-    /// The pipeline of worker `worker` out of `snap.workers`, with
-    /// persistence templates of its own.
+    /// A pipeline on its own (one worker, tests, tools): persistence
+    /// templates of its own, a random owner key, a pending-ARP budget as
+    /// large as the neighbour table. Several workers need one `Shared`.
     pub fn new(snap: Arc<Snapshot>, worker: u16) -> Self {
-        Pipeline::with_templates(snap, worker, Arc::new(Templates::new(DEFAULT_TEMPLATES)))
+        let pending_budget = snap.max_neighbours * MAX_PENDING;
+        Pipeline::with_shared(
+            snap,
+            worker,
+            Shared {
+                templates: Arc::new(Templates::new(DEFAULT_TEMPLATES)),
+                owner: OwnerHash::random(),
+                pending_budget,
+            },
+        )
     }
 
-    /// The pipeline of worker `worker`, sharing `templates` with the others.
-    pub fn with_templates(snap: Arc<Snapshot>, worker: u16, templates: Arc<Templates>) -> Self {
+    /// The pipeline of worker `worker` out of `snap.workers`.
+    pub fn with_shared(snap: Arc<Snapshot>, worker: u16, shared: Shared) -> Self {
         let workers = snap.workers;
         let neighbours = NeighbourTable::new(NeighbourConfig {
             capacity: snap.max_neighbours,
+            pending_budget: shared.pending_budget,
             ..NeighbourConfig::default()
         });
         let mut p = Pipeline {
@@ -217,16 +242,27 @@ impl<P: PacketBuf> Pipeline<P> {
             nexthops: NextHopCache::default(),
             nexthops_refreshed: 0,
             stats: RealStats::new(snap.slots.len()),
-            templates,
             held: HashMap::with_capacity_and_hasher(snap.synproxy.hold, FastInt::default()),
             embryonic: 0,
             syn_window: (0, 0),
             synproxy_until: 0,
+            templates: shared.templates,
+            owner: shared.owner,
+            arp_guard: Box::new(ArpGuard::new(&snap)),
             counters: Counters::default(),
             snap: Arc::clone(&snap),
         };
         p.adopt(&snap, None);
         p
+    }
+
+    /// The worker that owns the sessions of a client (address, port). Both
+    /// directions of a NAT session can compute it: inbound packets carry
+    /// the client as source, replies as destination. FULLNAT replies are
+    /// steered by their local port instead (`laddr::owner_of_port`).
+    #[inline]
+    fn client_owner(&self, addr: Ipv4Addr, port: u16) -> u16 {
+        self.owner.owner(addr, port, self.workers)
     }
 
     /// Moves onto a new configuration snapshot. Sessions, neighbours, local
@@ -268,7 +304,7 @@ impl<P: PacketBuf> Pipeline<P> {
         if let Some(old) = old {
             for n in &old.neighbours {
                 if !snap.neighbours.contains(n) {
-                    self.neighbours.remove(n.addr);
+                    self.neighbours.remove(n.addr, n.port);
                 }
             }
         }
@@ -352,6 +388,11 @@ impl<P: PacketBuf> Pipeline<P> {
     /// Each local address pool's address and the pairs in use.
     pub fn laddrs_in_use(&self) -> impl Iterator<Item = (Ipv4Addr, usize)> + '_ {
         self.pools.in_use()
+    }
+
+    /// Client segments the SYN proxy holds while their reals answer.
+    pub fn synproxy_held(&self) -> usize {
+        self.held.len()
     }
 
     /// This worker's per-real counters, by slot.
@@ -481,6 +522,7 @@ impl<P: PacketBuf> Pipeline<P> {
         for (ip, port, mac) in requests {
             self.send_arp_request(port, ip, mac.map(EthernetAddress), io);
         }
+        self.arp_timers(now, io);
     }
 
     /// "auto" SYN proxy: every 100 ms, engage (for at least 10 s) when the
@@ -539,6 +581,11 @@ impl<P: PacketBuf> Pipeline<P> {
             Ok(info) => info,
             Err(reason) => return Verdict::Drop(reason),
         };
+        if source == Source::Rx {
+            if let Err(reason) = self.check_source(in_port, info.src) {
+                return Verdict::Drop(reason);
+            }
+        }
         let proto = frame[ETH_LEN + 9];
         let dest = self.snap.destination(info.dst);
         match proto {
@@ -551,9 +598,9 @@ impl<P: PacketBuf> Pipeline<P> {
                     let owner = match dest {
                         Destination::Laddr => laddr::owner_of_port(l4.dport, self.workers),
                         Destination::Vip | Destination::Interface => {
-                            client_owner(info.src, l4.sport, self.workers)
+                            self.client_owner(info.src, l4.sport)
                         }
-                        Destination::Foreign => client_owner(info.dst, l4.dport, self.workers),
+                        Destination::Foreign => self.client_owner(info.dst, l4.dport),
                     };
                     if let Some(v) = self.steer(owner, source) {
                         return v;

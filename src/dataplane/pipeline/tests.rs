@@ -8,6 +8,8 @@ use crate::wire::tcp::flags;
 use crate::wire::Ipv4Repr;
 use std::collections::HashMap;
 
+mod hostile;
+
 const LB_WAN: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x01]);
 const LB_LAN: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x02]);
 const CLIENT_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x10]);
@@ -118,6 +120,25 @@ impl TestIo {
     }
 }
 
+/// The owner key every test pipeline shares (production draws one at
+/// random per process).
+const TEST_OWNER: OwnerHash = OwnerHash::with_key(0x5eed, 0x1234);
+
+/// The worker owning client `addr`:`port` among `workers`, as the test
+/// pipelines compute it.
+fn client_owner(addr: Ipv4Addr, port: u16, workers: u16) -> u16 {
+    TEST_OWNER.owner(addr, port, workers)
+}
+
+/// What `Lb` pipelines share (a pending budget as large as the table).
+fn shared(snap: &Snapshot, templates: Arc<Templates>) -> Shared {
+    Shared {
+        templates,
+        owner: TEST_OWNER,
+        pending_budget: snap.max_neighbours * crate::net::MAX_PENDING,
+    }
+}
+
 fn facts(offload: bool) -> [PortFacts; 2] {
     [LB_WAN, LB_LAN].map(|mac| PortFacts {
         mac,
@@ -153,8 +174,9 @@ impl Lb {
 
     fn with_facts(services: &str, facts: &[PortFacts], workers: u16, worker: u16) -> Lb {
         let snap = Snapshot::build(&config(services), facts, workers).unwrap();
+        let shared = shared(&snap, Arc::new(Templates::new(1024)));
         Lb {
-            p: Pipeline::new(Arc::new(snap), worker),
+            p: Pipeline::with_shared(Arc::new(snap), worker, shared),
             io: TestIo::default(),
             now: 0,
         }
@@ -483,6 +505,7 @@ fn udp_session_and_expiry() {
     lb.p.poll(299_000, &mut lb.io);
     assert_eq!(lb.p.sessions().len(), 1);
     lb.p.poll(302_000, &mut lb.io);
+    lb.io.take(); // the periodic gratuitous ARP
     assert_eq!(lb.p.sessions().len(), 0);
     assert_eq!(lb.count(Counter::SessionsExpired), 1);
     // The reply path is closed with the session.
@@ -979,6 +1002,7 @@ fn fullnat_pool_exhaustion_refuses_new_connections_only() {
     // (60 s) expire, the ESTABLISHED one (900 s) does not.
     let before = lb.p.laddr_available(0).unwrap();
     lb.p.poll(61_000, &mut lb.io);
+    lb.io.take(); // the periodic gratuitous ARP
     assert_eq!(lb.p.laddr_available(0), Some(before + 3));
     assert_eq!(lb.rx(0, client_tcp(30005, 80, flags::SYN)).len(), 1);
 }
@@ -1086,7 +1110,7 @@ fn two_workers_share_what_arp_teaches() {
     assert!(w1
         .p
         .neighbours()
-        .get(ip(R1))
+        .get(ip(R1), 1)
         .is_some_and(|n| n.mac == Some(R1_MAC.0)));
 }
 
@@ -1677,7 +1701,11 @@ addr = "192.168.10.3:8080"
     let mut workers: Vec<Lb> = (0..2)
         .map(|w| {
             Lb {
-                p: Pipeline::with_templates(Arc::clone(&snap), w, Arc::clone(&templates)),
+                p: Pipeline::with_shared(
+                    Arc::clone(&snap),
+                    w,
+                    shared(&snap, Arc::clone(&templates)),
+                ),
                 io: TestIo::default(),
                 now: 0,
             }
