@@ -201,6 +201,7 @@ fn run(path: Option<PathBuf>, stats: Option<f64>) -> ExitCode {
                     ports: &dataplane.port_stats(),
                     mbufs_in_use: dataplane.mbufs_in_use(),
                     mbufs: dataplane.mbufs(),
+                    health_checks: plane.health_checks(),
                 })
             });
         }

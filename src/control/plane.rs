@@ -4,14 +4,15 @@
 //! rates, zeroed baselines) from what the workers publish.
 //!
 //! A change travels one way: request -> `State::apply` -> real server slots
-//! -> `Snapshot` -> `SnapshotPublisher` -> workers. A reload and (later)
-//! health checks enter at `apply` too.
+//! -> `Snapshot` -> `SnapshotPublisher` -> workers. A reload and the health
+//! checks' verdicts (`Change::SetHealth`) enter at `apply` too.
 
 use super::api::{
     Answer, ConnectionView, LaddrView, NeighbourView, RateView, RealView, Request, Response,
     RouteView, ServiceView, ServicesView, StatsView, TimeoutsView,
 };
 use super::config::Config;
+use super::health::HealthMonitor;
 use super::slots::{RealSlots, SlotUse};
 use super::state::{Change, ServiceKey, State};
 use crate::dataplane::counters::Counters;
@@ -143,6 +144,8 @@ pub struct ControlPlane {
     published_retired: Vec<(Ipv4Addr, Destination)>,
     /// Claims on our addresses the workers reported, to log.
     conflicts: ConflictLog,
+    /// The health checks and each checked real's state.
+    health: HealthMonitor,
 }
 
 impl ControlPlane {
@@ -164,6 +167,10 @@ impl ControlPlane {
             warn!("real server slots: {e}");
         }
         let capacity = slots.capacity();
+        let health = HealthMonitor::spawn().unwrap_or_else(|e| {
+            log::error!("health checks: cannot start the checker thread ({e}): no real is checked");
+            HealthMonitor::new(None)
+        });
         let mut plane = ControlPlane {
             path,
             state,
@@ -180,9 +187,11 @@ impl ControlPlane {
             last_rates: Instant::now(),
             published_retired: Vec::new(),
             conflicts: ConflictLog::new(handles_workers, ARP_CONFLICT_LOG_PERIOD),
+            health,
             config,
         };
         plane.remember_addrs();
+        plane.health.follow(&plane.state);
         plane
     }
 
@@ -234,7 +243,21 @@ impl ControlPlane {
         self.state = next;
         self.slots = slots;
         self.remember_addrs();
+        self.health.follow(&self.state);
         Ok(epoch)
+    }
+
+    /// Brings the state in line with the health checks' verdicts, as one
+    /// change (one snapshot however many reals changed at once).
+    fn apply_health(&mut self) {
+        self.health.poll();
+        let changes = self.health.changes(&self.state);
+        if changes.is_empty() {
+            return;
+        }
+        if let Err(e) = self.apply(&changes) {
+            warn!("health checks: cannot apply their verdicts: {e}");
+        }
     }
 
     /// Re-publishes the current state (after a switch changed).
@@ -308,7 +331,9 @@ impl ControlPlane {
                 path.display()
             ));
         }
-        let epoch = self.commit(new.state.clone())?;
+        let mut next = new.state.clone();
+        next.keep_health(&self.state);
+        let epoch = self.commit(next)?;
         self.config = new;
         info!("reloaded {} (snapshot {epoch})", self.path_text());
         Ok(epoch)
@@ -324,6 +349,7 @@ impl ControlPlane {
     /// slots nobody uses any more, forgets addresses no session uses, moves
     /// the rate estimates on.
     pub fn tick(&mut self) {
+        self.apply_health();
         self.publisher.reclaim();
         for c in self
             .conflicts
@@ -460,6 +486,8 @@ impl ControlPlane {
                     inactive: t.inactive,
                     stats: net,
                     rate: e.view(),
+                    check_port: r.check_port,
+                    health: self.health.view(&s.key, r.addr),
                 });
             }
             // Totals over every slot of the service, removed reals' too.
@@ -483,6 +511,7 @@ impl ControlPlane {
                 flags: s.options.flags,
                 persistence: s.options.persistence,
                 synproxy: s.options.synproxy,
+                check: s.options.check.clone(),
                 mode: s.mode(),
                 laddrs: s
                     .laddrs
@@ -665,6 +694,9 @@ impl ControlPlane {
     /// Answers one request.
     pub fn handle(&mut self, request: Request) -> Response {
         let result = match request {
+            Request::Apply { changes } if changes.iter().any(|c| c.is_health()) => Err(
+                "set_health is the health checks' own change: a request cannot make it".to_string(),
+            ),
             Request::Apply { changes } => self.apply(&changes).map(|epoch| Answer::Applied {
                 applied: changes.len(),
                 epoch,
@@ -727,6 +759,11 @@ impl ControlPlane {
                 "unknown setting {name:?} (known: expire_nodest_conn)"
             )),
         }
+    }
+
+    /// Health checks done and failed since sluice started.
+    pub fn health_checks(&self) -> (u64, u64) {
+        self.health.totals()
     }
 
     /// The ports' MACs, for views that show them.

@@ -198,6 +198,7 @@ mod tests {
                 flags: SchedFlags::default(),
                 persistence: None,
                 synproxy: Default::default(),
+                check: Default::default(),
             },
         }];
         for r in reals {
@@ -207,6 +208,7 @@ mod tests {
                     addr: r.parse().unwrap(),
                     weight: 1,
                     mode: ForwardMode::Nat,
+                    check_port: None,
                 },
             });
         }

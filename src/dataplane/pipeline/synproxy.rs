@@ -65,13 +65,16 @@ impl<P: PacketBuf> Pipeline<P> {
             .snap
             .services
             .find(key.proto, SocketAddrV4::new(key.dst, key.dport))?;
-        let mode = self.snap.services.get(svc_id)?.synproxy;
+        let service = self.snap.services.get(svc_id)?;
+        let mode = service.synproxy;
         if mode == SynProxyMode::Off {
             return None;
         }
         let f = l4.flags;
         if f.syn && !f.ack && !f.rst {
-            if !self.synproxy_engaged(mode, now) {
+            // No real can take it: refused at once (plain forwarding's
+            // RST), not after a handshake with the proxy.
+            if !self.synproxy_engaged(mode, now) || !service.sched.has_available() {
                 return None;
             }
             return Some(self.synproxy_syn(frame, ip, key, now));
@@ -195,6 +198,7 @@ impl<P: PacketBuf> Pipeline<P> {
         };
         let id = match self.new_session(key, &syn, now) {
             Ok(id) => id,
+            Err(Counter::DropNoRealServer) => return Some(self.refuse(frame, ip, l4, now)),
             Err(reason) => return Some(Verdict::Drop(reason)),
         };
         let mss_index = MSS_TABLE.iter().position(|&m| m == mss).unwrap_or(0) as i8;
@@ -374,20 +378,20 @@ impl<P: PacketBuf> Pipeline<P> {
     }
 }
 
-/// An IPv4 + TCP segment sluice writes itself (SYN-ACK, SYN).
-struct Segment<'a> {
-    src: SocketAddrV4,
-    dst: SocketAddrV4,
-    seq: u32,
-    ack: u32,
-    flags: u8,
-    window: u16,
-    options: &'a SynOptions,
+/// An IPv4 + TCP segment sluice writes itself (SYN-ACK, SYN, RST).
+pub(super) struct Segment<'a> {
+    pub src: SocketAddrV4,
+    pub dst: SocketAddrV4,
+    pub seq: u32,
+    pub ack: u32,
+    pub flags: u8,
+    pub window: u16,
+    pub options: &'a SynOptions,
 }
 
 /// Writes `seg` (IPv4 header without options, TCP header with options,
 /// no payload, every checksum) at the start of `packet`.
-fn write_segment(packet: &mut [u8], seg: Segment) {
+pub(super) fn write_segment(packet: &mut [u8], seg: Segment) {
     let opts_len = seg.options.len();
     let tcp_len = 20 + opts_len;
     let repr = Ipv4Repr {

@@ -36,6 +36,7 @@ impl<P: PacketBuf> Pipeline<P> {
                 }
                 match self.new_session(key, l4, now) {
                     Ok(id) => id,
+                    Err(Counter::DropNoRealServer) => return self.refuse(frame, ip, l4, now),
                     Err(reason) => return Verdict::Drop(reason),
                 }
             }
@@ -48,6 +49,7 @@ impl<P: PacketBuf> Pipeline<P> {
                 }
                 match self.new_session(key, l4, now) {
                     Ok(id) => id,
+                    Err(Counter::DropNoRealServer) => return self.refuse(frame, ip, l4, now),
                     Err(reason) => return Verdict::Drop(reason),
                 }
             }
