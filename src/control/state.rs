@@ -82,12 +82,14 @@ impl ServiceSpec {
         self.reals.iter().find(|r| r.addr == addr)
     }
 
-    /// What the health check of real `r` connects to and asks; None when
-    /// the service has no check.
-    pub fn check_target(&self, r: &RealSpec) -> Option<check::Target> {
+    /// What the health check of real `r` connects to and asks, and from
+    /// which of our interface addresses (the one on the port `routes` reach
+    /// the real by); None when the service has no check.
+    pub fn check_target(&self, r: &RealSpec, routes: &RouteTable) -> Option<check::Target> {
         let c = &self.options.check;
         c.is_on().then(|| check::Target {
             addr: SocketAddrV4::new(*r.addr.ip(), r.check_port.unwrap_or(r.addr.port())),
+            source: routes.source_for(*r.addr.ip()),
             kind: c.kind.clone(),
             interval_ms: c.interval_ms,
             timeout_ms: c.timeout_ms,
@@ -1173,10 +1175,13 @@ mod tests {
         // The check's target: the real's address at its check port.
         let s = checked();
         let svc = s.service(&k).unwrap();
-        let t = svc.check_target(&svc.reals[1]).unwrap();
+        let routes = s.route_table().unwrap();
+        let t = svc.check_target(&svc.reals[1], &routes).unwrap();
         assert_eq!(t.addr, sa("192.168.10.3:9000"));
-        let t = svc.check_target(&svc.reals[0]).unwrap();
+        let t = svc.check_target(&svc.reals[0], &routes).unwrap();
         assert_eq!(t.addr, sa("192.168.10.2:8080"));
+        // From our address on the reals' side, not the clients'.
+        assert_eq!(t.source, Some("192.168.10.1".parse().unwrap()));
     }
 
     #[test]

@@ -13,8 +13,10 @@
 use super::probe::{Failure, Probe};
 use super::spec::Target;
 use crossbeam::channel::{self, Receiver, Sender, TryRecvError};
-use hashbrown::HashMap;
+use hashbrown::{HashMap, HashSet};
+use log::warn;
 use std::io::{self, Read, Write};
+use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::thread::{self, JoinHandle};
@@ -64,6 +66,7 @@ impl Checker {
                     control: targets_rx,
                     outcomes: outcomes_tx,
                     wakee,
+                    unavailable_sources: HashSet::new(),
                 }
                 .run()
             })?;
@@ -122,6 +125,8 @@ struct Runner {
     control: Receiver<Vec<(TargetId, Target)>>,
     outcomes: Sender<Outcome>,
     wakee: UnixStream,
+    /// Source addresses the host turned out not to have, each logged once.
+    unavailable_sources: HashSet<Ipv4Addr>,
 }
 
 impl Runner {
@@ -233,6 +238,14 @@ impl Runner {
             }
             match Probe::start(&s.target) {
                 Ok(probe) => {
+                    if let Some(ip) = probe.source_unavailable() {
+                        if self.unavailable_sources.insert(ip) {
+                            warn!(
+                                "health: {ip} is not an address of the host (its port has no \
+                                 kernel twin?): checks from it go from the kernel's choice"
+                            );
+                        }
+                    }
                     s.running = Some(Running {
                         probe,
                         started: now,
@@ -308,6 +321,7 @@ mod tests {
     fn target(addr: SocketAddrV4, kind: CheckKind, interval_ms: u32, timeout_ms: u32) -> Target {
         Target {
             addr,
+            source: None,
             kind,
             interval_ms,
             timeout_ms,
@@ -428,6 +442,24 @@ mod tests {
             let first = std::net::TcpStream::connect(addr).unwrap();
             (addr, owned, first)
         }
+    }
+
+    #[test]
+    fn checks_go_from_the_source_address_or_the_kernels_choice() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let from = |source: &str| {
+            let t = Target {
+                source: Some(source.parse().unwrap()),
+                ..tcp(local(&listener))
+            };
+            assert_eq!(check_once(t), Ok(()), "from {source}");
+            let (_, peer) = listener.accept().unwrap();
+            peer.ip().to_string()
+        };
+        assert_eq!(from("127.0.0.2"), "127.0.0.2");
+        // An address the host does not have (a port without a kernel twin):
+        // the kernel chooses, the check still runs.
+        assert_eq!(from("192.0.2.1"), "127.0.0.1");
     }
 
     #[test]

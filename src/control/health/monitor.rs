@@ -60,10 +60,12 @@ impl HealthMonitor {
     /// Follows `state`: checks start for new reals and changed checks,
     /// stop for removed reals and services without a check.
     pub fn follow(&mut self, state: &State) {
+        // The state only ever holds routes the table accepts.
+        let routes = state.route_table().unwrap_or_default();
         let mut wanted = HashMap::new();
         for s in &state.services {
             for r in &s.reals {
-                if let Some(target) = s.check_target(r) {
+                if let Some(target) = s.check_target(r, &routes) {
                     wanted.insert(
                         (s.key, r.addr),
                         (target, s.options.check.rise, s.options.check.fall),

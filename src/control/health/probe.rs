@@ -8,7 +8,7 @@ use super::spec::{CheckKind, Target};
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::mem;
-use std::net::{SocketAddrV4, TcpStream};
+use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// Why a check failed, as `sluice ctl -L` and the log say it.
@@ -65,6 +65,9 @@ enum Stage {
 /// A check in progress.
 pub struct Probe {
     stream: TcpStream,
+    /// The target's source address, when the host does not have it (its
+    /// port has no kernel twin): the check went from the kernel's choice.
+    source_unavailable: Option<Ipv4Addr>,
     stage: Stage,
     /// HTTP: the request, and what was read of the answer.
     request: Vec<u8>,
@@ -80,18 +83,24 @@ impl Probe {
     /// connecting. A connection refused or completed at once (a local
     /// real) is already an outcome.
     pub fn start(target: &Target) -> Result<Probe, Failure> {
-        let stream = connect_nonblocking(target.addr)?;
+        let (stream, bound) = connect_nonblocking(target.addr, target.source)?;
         let (request, expect) = match &target.kind {
             CheckKind::Http { path, expect } => (request(path, target.addr), *expect),
             CheckKind::Tcp | CheckKind::None => (Vec::new(), 0),
         };
         Ok(Probe {
             stream,
+            source_unavailable: target.source.filter(|_| !bound),
             stage: Stage::Connecting,
             request,
             expect,
             answer: Vec::new(),
         })
+    }
+
+    /// The source address the check could not bind to, if any.
+    pub fn source_unavailable(&self) -> Option<Ipv4Addr> {
+        self.source_unavailable
     }
 
     pub fn fd(&self) -> RawFd {
@@ -214,9 +223,14 @@ pub fn status_code(line: &[u8]) -> Option<u16> {
     (100..=599).contains(&status).then_some(status)
 }
 
-/// A non-blocking TCP socket connecting to `addr` (the source address is
-/// the kernel's choice: the interface on the real's side).
-fn connect_nonblocking(addr: SocketAddrV4) -> Result<TcpStream, Failure> {
+/// A non-blocking TCP socket connecting to `addr` from `source` (our
+/// interface address on the real's side), or from the kernel's choice when
+/// the host does not hold `source` (a port without a kernel twin) or none
+/// is given. Also says whether it is bound to `source`.
+fn connect_nonblocking(
+    addr: SocketAddrV4,
+    source: Option<Ipv4Addr>,
+) -> Result<(TcpStream, bool), Failure> {
     // SAFETY: socket(2) with constant arguments; the result is checked.
     let fd = unsafe {
         libc::socket(
@@ -230,14 +244,11 @@ fn connect_nonblocking(addr: SocketAddrV4) -> Result<TcpStream, Failure> {
     }
     // SAFETY: fd is a fresh descriptor that nothing else owns.
     let stream = TcpStream::from(unsafe { OwnedFd::from_raw_fd(fd) });
-    let sin = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: addr.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(*addr.ip()).to_be(),
-        },
-        sin_zero: [0; 8],
+    let bound = match source {
+        Some(ip) => bind_source(&stream, ip)?,
+        None => false,
     };
+    let sin = sockaddr(addr);
     // SAFETY: sin is a valid sockaddr_in and its size is given.
     let rc = unsafe {
         libc::connect(
@@ -247,12 +258,59 @@ fn connect_nonblocking(addr: SocketAddrV4) -> Result<TcpStream, Failure> {
         )
     };
     if rc == 0 {
-        return Ok(stream);
+        return Ok((stream, bound));
     }
     let e = io::Error::last_os_error();
     match e.raw_os_error() {
-        Some(libc::EINPROGRESS) | Some(libc::EINTR) => Ok(stream),
+        Some(libc::EINPROGRESS) | Some(libc::EINTR) => Ok((stream, bound)),
         _ => Err(connect_failure(e)),
+    }
+}
+
+/// Binds `stream` to `ip` (the port is left to `connect`, so checks share
+/// the ephemeral ports as unbound sockets do). False if the host does not
+/// have `ip`.
+fn bind_source(stream: &TcpStream, ip: Ipv4Addr) -> Result<bool, Failure> {
+    let fd = stream.as_raw_fd();
+    let one: libc::c_int = 1;
+    // SAFETY: fd is open; the option value is a c_int of the size given.
+    // Failing (a kernel before 4.2) only means bind picks the port.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&one as *const libc::c_int).cast(),
+            mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    let sin = sockaddr(SocketAddrV4::new(ip, 0));
+    // SAFETY: sin is a valid sockaddr_in and its size is given.
+    let rc = unsafe {
+        libc::bind(
+            fd,
+            (&sin as *const libc::sockaddr_in).cast(),
+            mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EADDRNOTAVAIL) => Ok(false),
+        _ => Err(Failure::Socket(format!("bind {ip}: {}", os_message(&e)))),
+    }
+}
+
+fn sockaddr(addr: SocketAddrV4) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: addr.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*addr.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
     }
 }
 

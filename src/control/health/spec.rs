@@ -5,7 +5,7 @@
 use crate::lb::ParseError;
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::net::SocketAddrV4;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::str::FromStr;
 
 /// What proves a real server healthy.
@@ -135,11 +135,16 @@ pub fn path_problem(path: &str) -> Option<&'static str> {
 }
 
 /// What the checker runs against one real: the resolved check (the
-/// real's `check_port` applied).
+/// real's `check_port` applied, the source address chosen).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     /// Where the check connects: the real's address, at its check port.
     pub addr: SocketAddrV4,
+    /// Our interface address on the port the routing table reaches the
+    /// real by (the kernel twin holds it), so the real's answer comes back
+    /// to that port, in NAT and behind FULLNAT's router alike. None: no
+    /// route to the real; the kernel chooses.
+    pub source: Option<Ipv4Addr>,
     pub kind: CheckKind,
     pub interval_ms: u32,
     pub timeout_ms: u32,
