@@ -12,7 +12,8 @@
 //!   `Change::SetHealth` (the one way every change goes), and the views.
 //!
 //! Checks run on the control side, never on a worker; they reach the reals
-//! through the host kernel, from its own addresses.
+//! through the host kernel (the ports' kernel twins), from sluice's
+//! interface address on the real's side (`RouteTable::source_for`).
 
 pub mod checker;
 pub mod machine;
