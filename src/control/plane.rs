@@ -4,8 +4,11 @@
 //! rates, zeroed baselines) from what the workers publish.
 //!
 //! A change travels one way: request -> `State::apply` -> real server slots
-//! -> `Snapshot` -> `SnapshotPublisher` -> workers. A reload and the health
-//! checks' verdicts (`Change::SetHealth`) enter at `apply` too.
+//! -> `Snapshot` -> `SnapshotPublisher` -> workers, then the configured
+//! routes into the kernel (when the ports have twins) and the health checks'
+//! targets, in that order: a check must not run before the kernel has the
+//! route to its real. A reload and the health checks' verdicts
+//! (`Change::SetHealth`) enter at `apply` too.
 
 use super::api::{
     Answer, ConnectionView, LaddrView, NeighbourView, RateView, RealView, Request, Response,
@@ -21,6 +24,7 @@ use crate::dataplane::query::{Query, Reply, SESSION_SCAN};
 use crate::dataplane::runtime::{Handles, WorkerLink};
 use crate::dataplane::snapshot::{Destination, Inputs, PortFacts, Snapshot};
 use crate::dataplane::stats::ConflictLog;
+use crate::kernel::twin::KernelRoutes;
 use crate::lb::stats::RealCounters;
 use crate::wire::EthernetAddress;
 use hashbrown::{HashMap, HashSet};
@@ -147,6 +151,9 @@ pub struct ControlPlane {
     published_retired: Vec<(Ipv4Addr, Destination)>,
     /// Claims on our addresses the workers reported, to log.
     conflicts: ConflictLog,
+    /// The configured routes in the host kernel, for the twins (None: no
+    /// port has one).
+    kernel_routes: Option<KernelRoutes>,
     /// The health checks and each checked real's state.
     health: HealthMonitor,
 }
@@ -170,6 +177,11 @@ impl ControlPlane {
             warn!("real server slots: {e}");
         }
         let capacity = slots.capacity();
+        let kernel_routes = handles
+            .facts
+            .iter()
+            .any(|f| f.kernel_twin)
+            .then(|| KernelRoutes::new(config.kernel.route_metric));
         let health = HealthMonitor::spawn().unwrap_or_else(|e| {
             log::error!("health checks: cannot start the checker thread ({e}): no real is checked");
             HealthMonitor::new(None)
@@ -191,11 +203,12 @@ impl ControlPlane {
             last_rates: Instant::now(),
             published_retired: Vec::new(),
             conflicts: ConflictLog::new(handles_workers, ARP_CONFLICT_LOG_PERIOD),
+            kernel_routes,
             health,
             config,
         };
         plane.remember_addrs();
-        plane.health.follow(&plane.state);
+        plane.follow_state();
         plane
     }
 
@@ -247,8 +260,19 @@ impl ControlPlane {
         self.state = next;
         self.slots = slots;
         self.remember_addrs();
-        self.health.follow(&self.state);
+        self.follow_state();
         Ok(epoch)
+    }
+
+    /// What follows the state outside the snapshot: the configured routes
+    /// into the kernel first (they are there before sluice says "ready",
+    /// and before a check of a real behind a new route starts), then the
+    /// health checks' targets.
+    fn follow_state(&mut self) {
+        if let Some(routes) = self.kernel_routes.as_mut() {
+            routes.sync(&self.state.routes);
+        }
+        self.health.follow(&self.state);
     }
 
     /// Brings the state in line with the health checks' verdicts, as one
