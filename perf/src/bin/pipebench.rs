@@ -371,7 +371,14 @@ fn handshakes(n: usize, synproxy: bool) -> f64 {
         let (real, cookie) = if synproxy {
             let (_, _, cookie) = take(&mut sink, &mut spare);
             let mut b = spare.pop().unwrap_or_else(fresh);
-            segment(&mut b, client, vip, flags::ACK, isn + 1, cookie.wrapping_add(1));
+            segment(
+                &mut b,
+                client,
+                vip,
+                flags::ACK,
+                isn + 1,
+                cookie.wrapping_add(1),
+            );
             p.process(0, b, 1, &mut sink);
             let (_, real, _) = take(&mut sink, &mut spare);
             (real, cookie)
@@ -380,7 +387,14 @@ fn handshakes(n: usize, synproxy: bool) -> f64 {
             (real, 0)
         };
         let mut b = spare.pop().unwrap_or_else(fresh);
-        segment(&mut b, real, client, flags::SYN | flags::ACK, 7_000_000, isn + 1);
+        segment(
+            &mut b,
+            real,
+            client,
+            flags::SYN | flags::ACK,
+            7_000_000,
+            isn + 1,
+        );
         p.process(0, b, 1, &mut sink);
         take(&mut sink, &mut spare);
         if !synproxy {
