@@ -8,6 +8,7 @@ use crate::wire::tcp::flags;
 use crate::wire::Ipv4Repr;
 use std::collections::HashMap;
 
+mod client_address;
 mod hostile;
 
 const LB_WAN: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x01]);
@@ -1649,6 +1650,7 @@ fn a_new_service_and_weights_take_effect_at_once() {
                 flags: SchedFlags::default(),
                 persistence: None,
                 synproxy: Default::default(),
+                client_address: Default::default(),
             },
         },
     );
