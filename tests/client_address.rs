@@ -12,7 +12,7 @@ use common::{
     fullnat_service, root_or_skip, LbConfig, Sluice, Stopped, Testbed, CLIENT_ADDR, LADDRS, VIP,
 };
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -46,7 +46,7 @@ fn service(tb: &Testbed, vip_port: u16, real_port: u16, client_address: &str) ->
 
 /// Starts `args` (after `proxyserver.py`) on real `k`; waits until it listens on `port`
 /// (or, with `port` None, until its log says READY). Returns its log.
-fn start_on_real(tb: &Testbed, k: usize, args: &[&str], port: Option<u16>, log: &PathBuf) {
+fn start_on_real(tb: &Testbed, k: usize, args: &[&str], port: Option<u16>, log: &Path) {
     let script = proxyserver();
     let mut full = vec!["python3", script.as_str()];
     full.extend_from_slice(args);
@@ -386,7 +386,7 @@ print("ok")
         started.elapsed().as_secs_f64()
     );
     let lines = common::read_lossy(&log);
-    let headers = assert_every_header_names_the_client(&[log.clone()], BANNER_PORT);
+    let headers = assert_every_header_names_the_client(std::slice::from_ref(&log), BANNER_PORT);
     assert_eq!(headers, 23, "{lines}");
 
     let stopped = stop(lb);
