@@ -509,6 +509,57 @@ fn a_lost_first_data_segment_or_a_lost_header_and_still_the_header_comes_first()
 }
 
 #[test]
+fn fast_open_data_on_the_syn_still_reaches_the_real_behind_the_header() {
+    if !root_or_skip("fast_open_data_on_the_syn_still_reaches_the_real_behind_the_header") {
+        return;
+    }
+    let tb = Testbed::up_routed(1);
+    // The client puts its request on the SYN without a cookie (0x4); the real takes
+    // data on a SYN on every listener without one (0x2 | 0x200 | 0x400). Had sluice
+    // let the SYN's data through, the real would read it before the header.
+    tb.exec_ok("client", &["sysctl", "-qw", "net.ipv4.tcp_fastopen=5"]);
+    tb.exec_ok("r1", &["sysctl", "-qw", "net.ipv4.tcp_fastopen=1538"]);
+    let logs = start_http(&tb);
+    let lb = Sluice::start(
+        &tb,
+        &LbConfig::for_testbed(&tb).render(&service(&tb, 80, PROXY_PORT, "proxy-v2")),
+    );
+    const N: usize = 5;
+    let client = format!(
+        r#"
+import socket
+for _ in range({N}):
+    s = socket.socket()
+    s.settimeout(20)
+    s.sendto(b"GET /whoami HTTP/1.0\r\n\r\n", socket.MSG_FASTOPEN, ("{VIP}", 80))
+    data = b""
+    while True:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    print(s.getsockname()[1], data.split(b"\r\n\r\n", 1)[-1].decode().strip())
+    s.close()
+"#
+    );
+    let out = tb.exec_ok("client", &["python3", "-c", &client]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), N, "{out}");
+    for line in lines {
+        let (port, body) = line.split_once(' ').unwrap();
+        assert_eq!(body, format!("r1 client={CLIENT_ADDR}:{port}"), "{out}");
+    }
+    assert_eq!(assert_every_header_names_the_client(&logs, 80), N);
+    let stopped = stop(lb);
+    stopped.assert_exactly(
+        "proxy_syn_data_trimmed",
+        N as u64,
+        "every SYN carried the request",
+    );
+    stopped.assert_exactly("proxy_headers_sent", N as u64, "one per connection");
+}
+
+#[test]
 fn toa_names_the_client_on_the_first_ack_of_every_connection() {
     if !root_or_skip("toa_names_the_client_on_the_first_ack_of_every_connection") {
         return;

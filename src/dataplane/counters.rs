@@ -174,6 +174,10 @@ counters! {
     /// PROXY protocol: headers sent again before the real acknowledged one
     /// (its ACKs showed it missing, or the handshake's last ACK came again).
     ProxyHeadersResent => "proxy_headers_resent",
+    /// PROXY protocol: data a client's SYN carried (TCP Fast Open), taken
+    /// off so the real reads the header first; the client sends it again
+    /// after the handshake.
+    ProxySynDataTrimmed => "proxy_syn_data_trimmed",
     /// TOA: client segments toward a real that got the option.
     ToaAdded => "toa_added",
     /// TOA: client segments that went out without it: their TCP option

@@ -47,6 +47,14 @@
 //!    order: the header is the first thing the application reads.
 //! 4. Once an ACK of the real's covers the header, nothing is added again;
 //!    only the offsets remain.
+//! 5. **Data on the SYN goes back to the client.** A SYN carrying data
+//!    (TCP Fast Open) would hand the real those bytes before the header
+//!    exists, at the sequence numbers the header takes. The data is taken
+//!    off the SYN (`trim_syn_data`, counted `proxy_syn_data_trimmed`): the
+//!    real's SYN-ACK acknowledges only the SYN, so the client sends the
+//!    data again after the handshake, behind the header (rule 1 or 2). A
+//!    Fast Open client loses the round trip it meant to save; nothing else
+//!    changes.
 //!
 //! # The TOA option
 //!
@@ -60,8 +68,9 @@
 //! unchanged, and is counted (`toa_no_room`).
 //!
 //! Pure functions over plain values and byte slices: the decisions
-//! (`inbound`, `outbound`) and the rewrites of a translated IPv4 packet
-//! (`carry_header`, `insert_toa`, `clamp_mss`). The pipeline
+//! (`inbound`, `outbound`), the rewrites of a translated IPv4 packet
+//! (`carry_header`, `insert_toa`, `clamp_mss`) and of a SYN before its
+//! translation (`trim_syn_data`). The pipeline
 //! (`dataplane::pipeline::client_address`) drives them. Nothing here
 //! allocates.
 
@@ -121,12 +130,22 @@ pub enum Inbound {
     HeaderFirst,
     /// Add the TOA option.
     Toa,
+    /// A SYN with data (TCP Fast Open): the real would read the data before
+    /// the header, so the SYN goes without it (the client sends the data
+    /// again once the real's SYN-ACK acknowledged only the SYN).
+    TrimSynData,
 }
 
 /// The decision for a client segment (`seg` as the client sent it) of a
 /// session with `session_flags` and `splice`.
 pub fn inbound(session_flags: u8, splice: &Splice, seg: &Segment) -> Inbound {
-    if session_flags & flags::CLIENT_ADDRESS_PENDING == 0 || seg.syn || seg.rst || !seg.ack_flag {
+    if session_flags & flags::CLIENT_ADDRESS_PENDING == 0 {
+        return Inbound::Plain;
+    }
+    if seg.syn && seg.payload_len > 0 && session_flags & flags::PROXY_V2 != 0 {
+        return Inbound::TrimSynData;
+    }
+    if seg.syn || seg.rst || !seg.ack_flag {
         return Inbound::Plain;
     }
     if session_flags & flags::TOA != 0 {
@@ -248,6 +267,26 @@ pub fn insert_toa(packet: &mut [u8], client: SocketAddrV4, offload: bool) -> boo
     };
     packet[l3_len + 16..l3_len + 18].copy_from_slice(&sum.to_be_bytes());
     true
+}
+
+/// Takes the data off a SYN in the IPv4 `packet` (headers validated, not
+/// translated yet): total length and both checksums made to match. The
+/// buffer keeps its length; the caller shortens it.
+pub fn trim_syn_data(packet: &mut [u8]) {
+    let (l3_len, tcp_len) = lengths(packet);
+    let header_len = usize::from(packet[l3_len + 12] >> 4) * 4;
+    if header_len >= tcp_len {
+        return;
+    }
+    let total = (l3_len + header_len) as u16;
+    set_total_len(packet, (l3_len + tcp_len) as u16, total, false);
+    let (src, dst) = {
+        let ip = Ipv4Packet::new_unchecked(&*packet);
+        (ip.src_addr(), ip.dst_addr())
+    };
+    // A SYN is small and rare: its checksum is summed again.
+    crate::wire::TcpPacket::new_unchecked(&mut packet[l3_len..l3_len + header_len])
+        .fill_checksum(src, dst);
 }
 
 /// Lowers the MSS option of the TCP segment `tcp` (header validated) by

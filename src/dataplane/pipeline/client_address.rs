@@ -34,6 +34,8 @@ pub(super) enum Addition {
     },
     /// A TOA option goes into the packet.
     Toa(u32),
+    /// The packet (a SYN) lost its data: its buffer gets shorter too.
+    Trimmed,
 }
 
 /// The facts `lb::client_address` decides on, from a validated segment.
@@ -72,6 +74,11 @@ impl<P: PacketBuf> Pipeline<P> {
                 Inbound::CarryHeader => Some(Addition::CarryHeader(id)),
                 Inbound::HeaderFirst => Some(Addition::HeaderFirst(id)),
                 Inbound::Toa => Some(Addition::Toa(id)),
+                Inbound::TrimSynData => {
+                    client_address::trim_syn_data(&mut frame[ETH_LEN..ip.l4_end]);
+                    self.counters.inc(Counter::ProxySynDataTrimmed);
+                    Some(Addition::Trimmed)
+                }
             },
             Direction::Outbound => match client_address::outbound(flags, &splice, &seg) {
                 Outbound::Plain => None,
@@ -137,6 +144,9 @@ impl<P: PacketBuf> Pipeline<P> {
                 window,
                 ts,
             } => self.resend_header(id, ack, window, ts, now, io),
+            Addition::Trimmed => {
+                pkt.set_len(ip_end);
+            }
             Addition::Toa(id) => {
                 let client = self
                     .sessions

@@ -700,3 +700,48 @@ fn sessions_stay_one_cache_line_and_plain_fullnat_is_untouched() {
     assert!(payload.is_empty());
     assert_eq!(lb.count(Counter::ProxyHeadersSent), 0);
 }
+
+#[test]
+fn fast_open_data_on_the_syn_waits_for_the_header() {
+    let mut lb = Lb::new(&service("proxy-v2")).with_router();
+    // A SYN with data (TCP Fast Open): the real must not read it before the
+    // header, so it goes without it.
+    let out = lb.rx(0, from_client(flags::SYN, (ISN, 0), 111_000, b"GET /"));
+    assert_eq!(out.len(), 1);
+    let (seq, _, f, o, payload) = tcp_of(&out[0].1);
+    assert_eq!((seq, f), (ISN, flags::SYN));
+    assert!(payload.is_empty(), "the data stays with the client");
+    assert_eq!(o.mss, Some(1460), "the options are kept");
+    assert_eq!(
+        out[0].1.len(),
+        ETH_LEN + ip_len(&out[0].1),
+        "the frame is cut too"
+    );
+    assert_eq!(lb.count(Counter::ProxySynDataTrimmed), 1);
+    // The real acknowledges the SYN only; the client sends its data again,
+    // acknowledging the SYN-ACK: the header goes ahead of it.
+    let lport = endpoints(&out[0].1).0.port();
+    lb.rx(
+        1,
+        from_real(
+            lport,
+            flags::SYN | flags::ACK,
+            (RISN, ISN + 1),
+            &ts_option(900_000, 111_000),
+            b"",
+        ),
+    );
+    let out = lb.rx(
+        0,
+        from_client(
+            flags::ACK | flags::PSH,
+            (ISN + 1, RISN + 1),
+            111_010,
+            b"GET /",
+        ),
+    );
+    assert_eq!(out.len(), 2);
+    assert_eq!(tcp_of(&out[0].1).4, HEADER);
+    let (seq, _, _, _, payload) = tcp_of(&out[1].1);
+    assert_eq!((seq, payload.as_slice()), (ISN + 29, &b"GET /"[..]));
+}
