@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # perf/bench.sh: sluice's packet rate beside dpdk-testpmd, on the same core.
 #
-# For each case (TCP 1K / 64K / 1M flows and UDP 64K, each in NAT and
-# FULLNAT, and the TCP ones in FULLNAT with client_address = "proxy-v2",
-# mode fullnat-proxy), on one pcap replayed forever by net_pcap
-# (infinite_rx=1):
+# For each case (TCP 1K / 64K / 1M flows, UDP 64K and a 1M-source SYN flood
+# answered by the SYN proxy, each in NAT and FULLNAT, and the TCP flow cases
+# in FULLNAT with client_address = "proxy-v2", mode fullnat-proxy), on one
+# pcap replayed forever by net_pcap (infinite_rx=1):
 #   1. dpdk-testpmd --forward-mode=5tswap: the framework's ceiling on lcore 1;
 #   2. sluice, one worker on lcore 1, static neighbours (nothing waits on ARP),
 # the main lcore of both on lcore 0.
@@ -76,11 +76,15 @@ ALL_CASES=(
     "tcp-64k tcp 65536   8"
     "tcp-1m  tcp 1048576 2"
     "udp-64k udp 65536   8"
+    # A spoofed-source SYN flood: one SYN from each of 1M sources, every one
+    # answered by the SYN proxy with a cookie (synproxy = true), no session.
+    "syn-1m  tcp 1048576 1"
 )
 MODES=(nat fullnat fullnat-proxy)
 
-# Whether mode $1 applies to protocol $2 (the PROXY header is TCP's).
-mode_fits() { [[ $1 != fullnat-proxy || $2 == tcp ]]; }
+# Whether mode $1 applies to case or protocol $2: the PROXY header is for
+# TCP connections (tcp-*), not UDP nor the SYN flood, which makes none.
+mode_fits() { [[ $1 != fullnat-proxy || $2 == tcp* ]]; }
 # Mbufs beyond the ones net_pcap fills with the pcap: rx bursts in flight,
 # tx buffers and the per-lcore caches of both lcores.
 SPARE_MBUFS=16383
@@ -127,9 +131,8 @@ for c in "${ALL_CASES[@]}"; do
     read -r name _ flows _ <<<"$c"
     if ((QUICK)) && ((flows > 65536)); then continue; fi
     want=0
-    read -r _ proto _ <<<"$c"
     for m in "${MODES[@]}"; do
-        mode_fits "$m" "$proto" || continue
+        mode_fits "$m" "$name" || continue
         [[ -z $ONLY || $m-$name =~ $ONLY ]] && want=1
     done
     ((want)) && CASES+=("$c")
@@ -386,6 +389,7 @@ for mode in "${MODES[@]}"; do
         need=0
         for c in "${CASES[@]}"; do
             read -r name p _ <<<"$c"
+            mode_fits "$mode" "$name" || continue
             [[ $p == "$proto" && ( -z $ONLY || $mode-$name =~ $ONLY ) ]] && need=1
         done
         ((need)) && check_translation "$mode" "$proto"
@@ -440,6 +444,13 @@ run_sluice() { # case mode proto pcap mbufs flows [changes-per-second]
     local cfg=$RUN_LOG/sluice-$case.toml out=$RUN_LOG/sluice-$case.out
     local max_sessions=$((flows + flows / 8 + 1024))
     write_config "$mode" "$proto" "$pcap,infinite_rx=1" "$mbufs" "$max_sessions" "$cfg"
+    local expect_sessions=$flows
+    if [[ $case == *-syn-* ]]; then
+        # The flood case: the SYN proxy answers every SYN, and keeps nothing.
+        sed -i 's/^synproxy = false$/synproxy = true/' "$cfg"
+        expect_sessions=0
+    fi
+    rm -f "$out"
     "$SLUICE" run --config "$cfg" --stats 1 >"$out" 2>"$out.err" </dev/null &
     CHILD=$!
     local pid=$CHILD
@@ -490,8 +501,8 @@ run_sluice() { # case mode proto pcap mbufs flows [changes-per-second]
     elif ((mean == 0)); then valid=false; why="no packets"
     elif awk -v x="$ratio" 'BEGIN {exit !(x < 0.99)}'; then
         valid=false; why="tx/rx=$ratio: sluice dropped packets"
-    elif [[ ${sessions:-0} != "$flows" ]]; then
-        valid=false; why="sessions=${sessions:-?}, expected $flows"
+    elif [[ ${sessions:-0} != "$expect_sessions" ]]; then
+        valid=false; why="sessions=${sessions:-?}, expected $expect_sessions"
     elif [[ ${CHECK_OK[$mode-$proto]:-0} != 1 ]]; then
         valid=false; why="translation check failed"
     fi
@@ -500,6 +511,10 @@ run_sluice() { # case mode proto pcap mbufs flows [changes-per-second]
         local rxp inp drops
         rxp=$(awk '$1 == "rx_packets" {print $2}' "$out")
         inp=$(awk '$1 == "in_pkts" {print $2}' "$out")
+        if [[ $case == *-syn-* ]]; then
+            # What counts there is a cookie SYN-ACK for every SYN.
+            inp=$(awk '$1 == "synproxy_cookies_sent" {print $2}' "$out")
+        fi
         drops=$(awk '$1 ~ /^drop_/ {s += $2} END {print s + 0}' "$out")
         if awk -v i="$inp" -v r="$rxp" -v d="$drops" 'BEGIN {exit !(r == 0 || i < 0.99 * r || d > 0.01 * r)}'; then
             valid=false; why="${why:+$why; }counters: rx_packets=$rxp in_pkts=$inp drops=$drops"
@@ -525,7 +540,7 @@ for c in "${CASES[@]}"; do
     mbufs=$(mbufs_of "$packets")
     for mode in "${MODES[@]}"; do
         case=$mode-$name
-        mode_fits "$mode" "$proto" || continue
+        mode_fits "$mode" "$name" || continue
         [[ -n $ONLY && ! $case =~ $ONLY ]] && continue
         best=""
         for attempt in $(seq 0 "$RETRIES"); do

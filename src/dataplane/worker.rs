@@ -2,6 +2,8 @@
 //! the rings other workers hand packets over on -> pipeline -> per-port tx
 //! buffers and per-worker handoff buffers -> flush; timers every
 //! millisecond; a new configuration snapshot picked up between bursts.
+//! What is for the host kernel goes on a ring to the twin pump
+//! (`twin_pump`), never through a system call here.
 //! Everything it touches on the packet path is its own: the queues, the
 //! ring ends and the pipeline are values it owns.
 
@@ -39,12 +41,21 @@ impl PacketBuf for Mbuf {
     }
 }
 
+/// Bursts taken from the kernel twins' ring per timer tick at most: the
+/// way down is for the host's own traffic (checks, routing protocols,
+/// ssh), not bulk.
+const TWIN_BURSTS_PER_TICK: usize = 8;
+
 /// What a worker needs to run; everything in it is the worker's own.
 pub struct WorkerSetup {
     /// This worker's index among the workers.
     pub index: u16,
     /// Its (rx, tx) queue on every port, by port id.
     pub queues: Vec<(RxQueue, TxQueue)>,
+    /// Its rings to and from the kernel twins' pump (None without twins;
+    /// only worker 0 gets frames down).
+    pub kernel_up: Option<RingProducer>,
+    pub kernel_down: Option<RingConsumer>,
     pub pool: Arc<Mempool>,
     /// Where its configuration snapshots come from.
     pub snapshots: SnapshotReader,
@@ -75,9 +86,12 @@ struct WorkerIo<'a> {
     tx: Vec<(TxQueue, ArrayVec<Mbuf, BURST>)>,
     /// Indexed by worker; with the ring each flushes into.
     handoff: Vec<(ArrayVec<Mbuf, BURST>, Option<RingProducer>)>,
+    /// The way up to the kernel twins (each frame marked with its port).
+    kernel: Option<(RingProducer, ArrayVec<Mbuf, BURST>)>,
     sent: u64,
     tx_dropped: u64,
     ring_dropped: u64,
+    kernel_dropped: u64,
 }
 
 impl WorkerIo<'_> {
@@ -110,10 +124,25 @@ impl WorkerIo<'_> {
         buf.clear();
     }
 
+    /// Puts what is buffered for the kernel twins on the ring up; what the
+    /// ring has no room for is freed and counted.
+    fn flush_kernel(&mut self) {
+        let Some((ring, buf)) = self.kernel.as_mut() else {
+            return;
+        };
+        if buf.is_empty() {
+            return;
+        }
+        ring.enqueue(buf);
+        self.kernel_dropped += buf.len() as u64;
+        buf.clear();
+    }
+
     fn flush_all(&mut self) {
         for port in 0..self.tx.len() as u16 {
             self.flush_port(port);
         }
+        self.flush_kernel();
         for w in 0..self.handoff.len() as u16 {
             self.flush_handoff(w);
         }
@@ -126,6 +155,10 @@ impl WorkerIo<'_> {
         counters.add(
             Counter::DropHandoffRingFull,
             std::mem::take(&mut self.ring_dropped),
+        );
+        counters.add(
+            Counter::DropKernelQueueFull,
+            std::mem::take(&mut self.kernel_dropped),
         );
     }
 }
@@ -175,6 +208,29 @@ impl Io<Mbuf> for WorkerIo<'_> {
             self.ring_dropped += 1;
         }
     }
+
+    #[inline]
+    fn to_kernel(&mut self, port: u16, mut pkt: Mbuf) {
+        // The pump reads which twin from the mbuf.
+        pkt.set_port(port);
+        let full = match &self.kernel {
+            Some((_, buf)) => buf.is_full(),
+            // The pipeline only sends here for ports with a twin.
+            None => {
+                self.kernel_dropped += 1;
+                return;
+            }
+        };
+        if full {
+            self.flush_kernel();
+        }
+        if let Some((_, buf)) = self.kernel.as_mut() {
+            if let Err(e) = buf.try_push(pkt) {
+                drop(e.element());
+                self.kernel_dropped += 1;
+            }
+        }
+    }
 }
 
 /// Runs the worker loop until `setup.stop` is set; returns its counters.
@@ -182,6 +238,8 @@ pub fn run(setup: WorkerSetup) -> Counters {
     let WorkerSetup {
         index,
         queues,
+        kernel_up,
+        mut kernel_down,
         pool,
         mut snapshots,
         shared,
@@ -200,9 +258,11 @@ pub fn run(setup: WorkerSetup) -> Counters {
         pool: &pool,
         tx: tx.into_iter().map(|q| (q, ArrayVec::new())).collect(),
         handoff: outbox.into_iter().map(|r| (ArrayVec::new(), r)).collect(),
+        kernel: kernel_up.map(|r| (r, ArrayVec::new())),
         sent: 0,
         tx_dropped: 0,
         ring_dropped: 0,
+        kernel_dropped: 0,
     };
 
     let hz = dpdk::tsc_hz().max(1000);
@@ -259,7 +319,20 @@ pub fn run(setup: WorkerSetup) -> Counters {
         io.flush_all();
         if tsc >= next_timer {
             pipeline.poll(now_ms, &mut io);
+            if let Some(ring) = kernel_down.as_mut() {
+                for _ in 0..TWIN_BURSTS_PER_TICK {
+                    if ring.dequeue(&mut burst) == 0 {
+                        break;
+                    }
+                    for m in burst.drain(..) {
+                        let port = m.port();
+                        pipeline.from_kernel(port, m, &mut io);
+                    }
+                }
+            }
             io.flush_all();
+            // Kernel traffic may come with no rx work in the loop.
+            io.settle(pipeline.counters_mut());
             if let Ok(q) = queries.try_recv() {
                 // The control side waits for this answer; if it gave up,
                 // the answer is simply dropped.

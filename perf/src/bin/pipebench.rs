@@ -37,6 +37,11 @@ struct Args {
     /// (0: skip).
     #[arg(long, default_value_t = 200_000)]
     handshakes: usize,
+    /// Treat the port as a virtual one whose frames may come from the local
+    /// kernel with partial checksums (net_af_packet, net_af_xdp, net_tap):
+    /// what the partial-checksum test costs where it runs.
+    #[arg(long)]
+    virtual_port: bool,
 }
 
 const LB_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 1]);
@@ -93,6 +98,7 @@ impl Io<Box<Buf>> for Sink {
         }))
     }
     fn handoff(&mut self, _worker: u16, _in_port: u16, _pkt: Box<Buf>) {}
+    fn to_kernel(&mut self, _port: u16, _pkt: Box<Buf>) {}
 }
 
 fn config(mode: &str, flows: usize) -> Config {
@@ -208,13 +214,14 @@ fn rdtsc() -> u64 {
     0
 }
 
-fn run(mode: &str, flows: usize, packets: usize) {
+fn run(mode: &str, flows: usize, packets: usize, virtual_port: bool) {
     let snap = Snapshot::build(
         &config(mode, flows),
         &[PortFacts {
             mac: LB_MAC,
             tx_checksum_offload: false,
-            rx_partial_checksums: false,
+            rx_partial_checksums: virtual_port,
+            kernel_twin: false,
         }],
         1,
     )
@@ -313,13 +320,14 @@ fn run(mode: &str, flows: usize, packets: usize) {
     }
     let build = rdtsc() - t1;
     let per_pkt = (cycles.saturating_sub(build)) as f64 / n as f64;
+    let port = if virtual_port { "-virtual" } else { "" };
     println!(
-        "{mode:13} {flows:>8} sessions: {per_pkt:7.1} cycles/packet in the pipeline ({:.2} Mpps with frame building, {} bytes/session)",
+        "{mode:13} {flows:>8} sessions{port}: {per_pkt:7.1} cycles/packet in the pipeline ({:.2} Mpps with frame building, {} bytes/session)",
         n as f64 / secs / 1e6,
         p.sessions().memory_bytes() / p.sessions().capacity().max(1),
     );
     println!(
-        "{{\"case\":\"pipeline-{mode}-{flows}\",\"cycles_per_pkt\":{per_pkt:.1},\"sessions\":{flows},\"session_bytes\":{}}}",
+        "{{\"case\":\"pipeline-{mode}-{flows}{port}\",\"cycles_per_pkt\":{per_pkt:.1},\"sessions\":{flows},\"session_bytes\":{}}}",
         p.sessions().memory_bytes() / p.sessions().capacity().max(1)
     );
 }
@@ -371,6 +379,7 @@ fn handshakes(n: usize, synproxy: bool) -> f64 {
             mac: LB_MAC,
             tx_checksum_offload: false,
             rx_partial_checksums: false,
+            kernel_twin: false,
         }],
         1,
     )
@@ -461,7 +470,7 @@ fn main() {
     let args = Args::parse();
     for mode in ["nat", "fullnat", "fullnat-proxy"] {
         for &flows in &args.flows {
-            run(mode, flows, args.packets.max(flows));
+            run(mode, flows, args.packets.max(flows), args.virtual_port);
         }
     }
     if args.handshakes > 0 {
