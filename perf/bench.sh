@@ -176,17 +176,28 @@ restore_hugepages() {
     fi
 }
 CHILD=""
+# sluice runs in a network namespace of its own: its port's kernel twin
+# (net_tap, on by default, so the bench measures the packet path with twins
+# present) then carries the bench's addresses and routes there, not on the
+# host. `ip netns exec` execs, so $! is sluice itself (a shell function
+# here would put a subshell between).
+BENCH_NS=sluice-bench-$$
+ip netns add "$BENCH_NS" || die "cannot make network namespace $BENCH_NS"
+IN_BENCH_NS=(ip netns exec "$BENCH_NS")
 cleanup() {
     if [[ -n $CHILD ]] && kill -0 "$CHILD" 2>/dev/null; then
         kill -KILL "$CHILD" 2>/dev/null || true
     fi
+    ip netns del "$BENCH_NS" 2>/dev/null || true
     restore_hugepages
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 need_pages=$(( (max_mb + 1) / 2 ))
-if ((HUGE_ORIG < need_pages)); then
-    echo "$need_pages" >/proc/sys/vm/nr_hugepages 2>/dev/null || true
+# Pages other programs hold stay theirs: reserve what is missing on top.
+free_pages=$(awk '/HugePages_Free/ {print $2}' /proc/meminfo)
+if ((free_pages < need_pages)); then
+    echo $((HUGE_ORIG + need_pages - free_pages)) >/proc/sys/vm/nr_hugepages 2>/dev/null || true
     HUGE_SET=$(cat /proc/sys/vm/nr_hugepages)
 fi
 free_pages=$(awk '/HugePages_Free/ {print $2}' /proc/meminfo)
@@ -333,7 +344,7 @@ check_translation() { # mode proto
     "$PCAPGEN" --out "$in" --flows 64 --proto "$proto" --packets-per-flow $k >/dev/null
     rm -f "$out"
     write_config "$mode" "$proto" "$in,tx_pcap=$out" 16383 4096 "$cfg"
-    "$SLUICE" run --config "$cfg" >"$so" 2>"$so.err" </dev/null &
+    "${IN_BENCH_NS[@]}" "$SLUICE" run --config "$cfg" >"$so" 2>"$so.err" </dev/null &
     CHILD=$!
     local pid=$CHILD ok=1 why=""
     if ! wait_lines "$pid" "$so" 1 '^sluice: ready' "$START_TIMEOUT"; then
@@ -451,7 +462,7 @@ run_sluice() { # case mode proto pcap mbufs flows [changes-per-second]
         expect_sessions=0
     fi
     rm -f "$out"
-    "$SLUICE" run --config "$cfg" --stats 1 >"$out" 2>"$out.err" </dev/null &
+    "${IN_BENCH_NS[@]}" "$SLUICE" run --config "$cfg" --stats 1 >"$out" 2>"$out.err" </dev/null &
     CHILD=$!
     local pid=$CHILD
     S_PPS=0 S_LO=0 S_HI=0 S_CPP=0 S_SESSIONS=0 S_TXRX=0 S_RSS=0 S_WAIT=0
