@@ -262,9 +262,11 @@ write_config() { # mode proto pcap-vdev-args mbufs max_sessions out
 }
 
 # Waits until file $2 has $3 lines matching $4, while process $1 lives.
+# The file may not exist yet (the process's shell opens it after the fork):
+# grep then prints nothing, which counts as 0.
 wait_lines() { # pid file count regex timeout
-    local pid=$1 file=$2 count=$3 re=$4 timeout=$5 t=0
-    while (($(grep -c -E "$re" "$file" 2>/dev/null || true) < count)); do
+    local pid=$1 file=$2 count=$3 re=$4 timeout=$5 t=0 n
+    while n=$(grep -c -E "$re" "$file" 2>/dev/null); ((${n:-0} < count)); do
         kill -0 "$pid" 2>/dev/null || return 1
         sleep 0.2
         t=$((t + 1))
