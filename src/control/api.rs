@@ -17,7 +17,7 @@
 use crate::control::health::CheckSpec;
 use crate::control::state::{Change, ServiceKey};
 use crate::lb::scheduler::{SchedFlags, SchedulerKind};
-use crate::lb::service::{ForwardMode, Persistence, SynProxyMode};
+use crate::lb::service::{ClientAddressMode, ForwardMode, Persistence, SynProxyMode};
 use crate::lb::Proto;
 use crate::net::cidr::Ipv4Cidr;
 use crate::wire::EthernetAddress;
@@ -184,6 +184,8 @@ pub struct ServiceView {
     /// The health check of its reals.
     #[serde(default)]
     pub check: CheckSpec,
+    #[serde(default)]
+    pub client_address: ClientAddressMode,
     pub mode: ForwardMode,
     pub laddrs: Vec<LaddrView>,
     pub stats: StatsView,

@@ -346,6 +346,7 @@ mod tests {
                 persistence: None,
                 synproxy: Default::default(),
                 check: Default::default(),
+                client_address: Default::default(),
                 mode: ForwardMode::Nat,
                 laddrs: vec![],
                 stats: StatsView {

@@ -545,6 +545,7 @@ impl ControlPlane {
                 persistence: s.options.persistence,
                 synproxy: s.options.synproxy,
                 check: s.options.check.clone(),
+                client_address: s.options.client_address,
                 mode: s.mode(),
                 laddrs: s
                     .laddrs

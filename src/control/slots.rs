@@ -199,6 +199,7 @@ mod tests {
                 persistence: None,
                 synproxy: Default::default(),
                 check: Default::default(),
+                client_address: Default::default(),
             },
         }];
         for r in reals {

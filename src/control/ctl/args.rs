@@ -11,7 +11,7 @@ use super::verbs;
 use crate::control::health::spec::{self as check, CheckKind, CheckSpec, CheckType};
 use crate::control::state::{Change, RealSpec, ServiceKey, ServiceOptions, DEFAULT_PERSISTENCE};
 use crate::lb::scheduler::{SchedFlags, SchedulerKind};
-use crate::lb::service::{ForwardMode, Persistence, SynProxyMode};
+use crate::lb::service::{ClientAddressMode, ForwardMode, Persistence, SynProxyMode};
 use crate::lb::Proto;
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -212,6 +212,7 @@ impl Cmd {
                     CheckTimeout,
                     CheckRise,
                     CheckFall,
+                    ClientAddress,
                 ],
             ),
             Cmd::DeleteService => (&[Service], &[]),
@@ -253,6 +254,7 @@ enum Opt {
     Exact,
     SchedFlags,
     SynProxy,
+    ClientAddress,
     LocalAddress,
     Json,
     Check,
@@ -284,6 +286,7 @@ impl Opt {
             Opt::Exact => "exact",
             Opt::SchedFlags => "sched-flags",
             Opt::SynProxy => "synproxy",
+            Opt::ClientAddress => "client-address",
             Opt::LocalAddress => "local-address",
             Opt::Json => "json",
             Opt::Check => "check",
@@ -322,6 +325,7 @@ enum Flag {
     Sort,
     SchedFlags,
     SynProxy,
+    ClientAddress,
     Laddr,
     Json,
     /// `--check TYPE` and its settings (sluice's own, beyond ipvsadm).
@@ -348,6 +352,7 @@ impl Flag {
             Flag::NoSort => Opt::NoSort,
             Flag::SchedFlags => Opt::SchedFlags,
             Flag::SynProxy => Opt::SynProxy,
+            Flag::ClientAddress => Opt::ClientAddress,
             Flag::Laddr => Opt::LocalAddress,
             Flag::Json => Opt::Json,
             Flag::Check(opt) => opt,
@@ -420,6 +425,7 @@ const SPECS: &[Spec] = &[
     spec(None, "sort", Takes::Nothing, Flag::Sort),
     spec(None, "sched-flags", Takes::Value, Flag::SchedFlags),
     spec(None, "synproxy", Takes::Value, Flag::SynProxy),
+    spec(None, "client-address", Takes::Value, Flag::ClientAddress),
     spec(Some('z'), "laddr", Takes::Value, Flag::Laddr),
     spec(None, "json", Takes::Nothing, Flag::Json),
     spec(None, "check", Takes::Value, Flag::Check(Opt::Check)),
@@ -826,12 +832,19 @@ fn service_options(options: &Options) -> Result<ServiceOptions, UsageError> {
             .map_err(|e| UsageError::new(format!("--synproxy: {e}")))?,
         None => SynProxyMode::default(),
     };
+    let client_address = match options.value(Opt::ClientAddress) {
+        Some(text) => text
+            .parse::<ClientAddressMode>()
+            .map_err(|e| UsageError::new(format!("--client-address: {e}")))?,
+        None => ClientAddressMode::default(),
+    };
     Ok(ServiceOptions {
         scheduler,
         flags,
         persistence,
         synproxy,
         check: check_options(options)?,
+        client_address,
     })
 }
 
@@ -1080,6 +1093,7 @@ mod tests {
                     persistence: None,
                     synproxy: SynProxyMode::Auto,
                     check: Default::default(),
+                    client_address: Default::default(),
                 },
             }
         );
@@ -1123,6 +1137,7 @@ mod tests {
                     persistence: None,
                     synproxy: SynProxyMode::Auto,
                     check: Default::default(),
+                    client_address: Default::default(),
                 },
             }
         );

@@ -390,6 +390,7 @@ pub(super) mod tests {
             persistence: None,
             synproxy: Default::default(),
             check: Default::default(),
+            client_address: Default::default(),
             mode: ForwardMode::Nat,
             laddrs: Vec::new(),
             stats: StatsView::default(),

@@ -127,6 +127,7 @@ impl<P: PacketBuf> Pipeline<P> {
                         flags,
                         window: 0,
                         options: &SynOptions::default(),
+                        payload: &[],
                     },
                 );
                 self.counters.inc(Counter::ResetNoRealServer);

@@ -8,6 +8,7 @@ use crate::wire::tcp::flags;
 use crate::wire::Ipv4Repr;
 use std::collections::HashMap;
 
+mod client_address;
 mod hostile;
 mod kernel;
 
@@ -1662,6 +1663,7 @@ fn a_new_service_and_weights_take_effect_at_once() {
                 persistence: None,
                 synproxy: Default::default(),
                 check: Default::default(),
+                client_address: Default::default(),
             },
         },
     );
