@@ -73,7 +73,10 @@ pub fn run(data: &[u8]) {
     apply(&mut seg, &adj);
     assert_eq!(seg.len(), orig.len());
     if valid {
-        assert!(checksum_valid(&seg), "the checksum went bad: {adj:?}\n{orig:02x?}\n{seg:02x?}");
+        assert!(
+            checksum_valid(&seg),
+            "the checksum went bad: {adj:?}\n{orig:02x?}\n{seg:02x?}"
+        );
     }
     if !well_formed(&orig) {
         return;
@@ -88,7 +91,10 @@ pub fn run(data: &[u8]) {
             "the checksum field is not restored: {a:04x} -> {b:04x}"
         );
         seg[16..18].copy_from_slice(&orig[16..18]);
-        assert_eq!(seg, orig, "the inverse offsets do not restore the segment: {adj:?}");
+        assert_eq!(
+            seg, orig,
+            "the inverse offsets do not restore the segment: {adj:?}"
+        );
     }
 }
 

@@ -403,7 +403,14 @@ mod tests {
     fn the_nic_emulation_completes_a_pseudo_header_sum() {
         let a = Ipv4Addr::new(10, 0, 0, 1);
         let b = Ipv4Addr::new(10, 0, 0, 2);
-        let mut f = frame(mac(1), mac(2), a, b, TCP, &tcp(1, 2, 3, 4, 0x10, 5, &[], b"xyz"));
+        let mut f = frame(
+            mac(1),
+            mac(2),
+            a,
+            b,
+            TCP,
+            &tcp(1, 2, 3, 4, 0x10, 5, &[], b"xyz"),
+        );
         let good = f.clone();
         let p = pseudo_field(&f, 20, TCP).unwrap();
         f[ETH_LEN + 10..ETH_LEN + 12].copy_from_slice(&[0, 0]);
