@@ -77,10 +77,16 @@ fn main() {
     for dir in &dpdk.link_paths {
         println!("cargo:rustc-link-search=native={}", dir.display());
     }
-    for lib in &dpdk.libs {
+    // The vdev bus (rte_vdev_init, for the kernel twins made at run time)
+    // is a driver library, which libdpdk.pc does not list.
+    let mut libs = dpdk.libs.clone();
+    if !libs.iter().any(|l| l == "rte_bus_vdev") {
+        libs.push("rte_bus_vdev".into());
+    }
+    for lib in &libs {
         println!("cargo:rustc-link-lib=dylib={lib}");
     }
-    println!("cargo:libs={}", dpdk.libs.join(" "));
+    println!("cargo:libs={}", libs.join(" "));
     println!("cargo:rerun-if-changed=wrapper.h");
     println!("cargo:rerun-if-changed=shim.c");
 }

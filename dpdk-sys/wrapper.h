@@ -21,3 +21,4 @@
 #include <rte_arp.h>
 #include <rte_pdump.h>
 #include <rte_pcapng.h>
+#include <rte_bus_vdev.h>

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # perf/bench.sh: sluice's packet rate beside dpdk-testpmd, on the same core.
 #
-# For each case (TCP 1K / 64K / 1M flows and UDP 64K, each in NAT and
+# For each case (TCP 1K / 64K / 1M flows, UDP 64K and a 1M-source SYN flood
+# answered by the SYN proxy, each in NAT and
 # FULLNAT), on one pcap replayed forever by net_pcap (infinite_rx=1):
 #   1. dpdk-testpmd --forward-mode=5tswap: the framework's ceiling on lcore 1;
 #   2. sluice, one worker on lcore 1, static neighbours (nothing waits on ARP),
@@ -69,6 +70,9 @@ ALL_CASES=(
     "tcp-64k tcp 65536   8"
     "tcp-1m  tcp 1048576 2"
     "udp-64k udp 65536   8"
+    # A spoofed-source SYN flood: one SYN from each of 1M sources, every one
+    # answered by the SYN proxy with a cookie (synproxy = true), no session.
+    "syn-1m  tcp 1048576 1"
 )
 MODES=(nat fullnat)
 # Mbufs beyond the ones net_pcap fills with the pcap: rx bursts in flight,
@@ -417,6 +421,13 @@ run_sluice() { # case mode proto pcap mbufs flows [changes-per-second]
     local cfg=$RUN_LOG/sluice-$case.toml out=$RUN_LOG/sluice-$case.out
     local max_sessions=$((flows + flows / 8 + 1024))
     write_config "$mode" "$proto" "$pcap,infinite_rx=1" "$mbufs" "$max_sessions" "$cfg"
+    local expect_sessions=$flows
+    if [[ $case == *-syn-* ]]; then
+        # The flood case: the SYN proxy answers every SYN, and keeps nothing.
+        sed -i 's/^synproxy = false$/synproxy = true/' "$cfg"
+        expect_sessions=0
+    fi
+    rm -f "$out"
     "$SLUICE" run --config "$cfg" --stats 1 >"$out" 2>"$out.err" </dev/null &
     CHILD=$!
     local pid=$CHILD
@@ -466,8 +477,8 @@ run_sluice() { # case mode proto pcap mbufs flows [changes-per-second]
     elif ((mean == 0)); then valid=false; why="no packets"
     elif awk -v x="$ratio" 'BEGIN {exit !(x < 0.99)}'; then
         valid=false; why="tx/rx=$ratio: sluice dropped packets"
-    elif [[ ${sessions:-0} != "$flows" ]]; then
-        valid=false; why="sessions=${sessions:-?}, expected $flows"
+    elif [[ ${sessions:-0} != "$expect_sessions" ]]; then
+        valid=false; why="sessions=${sessions:-?}, expected $expect_sessions"
     elif [[ ${CHECK_OK[$mode-$proto]:-0} != 1 ]]; then
         valid=false; why="translation check failed"
     fi
@@ -476,6 +487,10 @@ run_sluice() { # case mode proto pcap mbufs flows [changes-per-second]
         local rxp inp drops
         rxp=$(awk '$1 == "rx_packets" {print $2}' "$out")
         inp=$(awk '$1 == "in_pkts" {print $2}' "$out")
+        if [[ $case == *-syn-* ]]; then
+            # What counts there is a cookie SYN-ACK for every SYN.
+            inp=$(awk '$1 == "synproxy_cookies_sent" {print $2}' "$out")
+        fi
         drops=$(awk '$1 ~ /^drop_/ {s += $2} END {print s + 0}' "$out")
         if awk -v i="$inp" -v r="$rxp" -v d="$drops" 'BEGIN {exit !(r == 0 || i < 0.99 * r || d > 0.01 * r)}'; then
             valid=false; why="${why:+$why; }counters: rx_packets=$rxp in_pkts=$inp drops=$drops"

@@ -9,6 +9,7 @@ use sluice::control::plane::ControlPlane;
 use sluice::control::server::{self, ControlSocket};
 use sluice::dataplane::runtime::Dataplane;
 use sluice::dataplane::stats::rate_line;
+use sluice::kernel::twin::KernelRoutes;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -174,6 +175,9 @@ fn run(path: Option<PathBuf>, stats: Option<f64>) -> ExitCode {
             .map(|a| format!(", metrics on http://{a}/metrics"))
             .unwrap_or_default()
     );
+    let mut kernel_routes = dataplane
+        .has_twins()
+        .then(|| KernelRoutes::new(config.kernel.route_metric));
     let mut plane = ControlPlane::new(config, path, handles);
     println!("sluice: ready");
     let _ = std::io::stdout().flush();
@@ -211,6 +215,10 @@ fn run(path: Option<PathBuf>, stats: Option<f64>) -> ExitCode {
             }
         }
         plane.tick();
+        if let Some(routes) = kernel_routes.as_mut() {
+            // The configured routes follow every change into the kernel.
+            routes.sync(&plane.state().routes);
+        }
         if let Some(every) = stats_every {
             if last.0.elapsed() >= every {
                 let now = plane.counters();

@@ -153,6 +153,19 @@ pub struct InterfaceConfig {
     /// Reverse path filtering of what arrives on this port.
     #[serde(default)]
     pub rp_filter: RpFilter,
+    /// The name of the port's kernel twin (`kernel_name`); None: the
+    /// default, "sluice" + the port number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<String>,
+}
+
+impl InterfaceConfig {
+    /// The name of the kernel interface that twins this port.
+    pub fn kernel_name(&self) -> String {
+        self.kernel
+            .clone()
+            .unwrap_or_else(|| format!("sluice{}", self.port))
+    }
 }
 
 /// Reverse path filtering, as Linux's `rp_filter` (RFC 3704): what a
@@ -181,6 +194,34 @@ impl std::str::FromStr for RpFilter {
     }
 }
 
+/// The exception path to the host kernel (`[kernel]`): a twin interface
+/// per port (net_tap) that gets what the dataplane does not handle itself
+/// for sluice's interface addresses, and sends what the kernel sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelConfig {
+    /// Make the twins (on by default).
+    pub twins: bool,
+    /// Frames per second each worker hands to the kernel at most ...
+    pub rate: u32,
+    /// ... with bursts of up to this many.
+    pub burst: u32,
+    /// Metric of the configured routes in the kernel's main table, so that
+    /// a host's own default route (metric 0..100) keeps precedence; more
+    /// specific prefixes win whatever the metric.
+    pub route_metric: u32,
+}
+
+impl Default for KernelConfig {
+    fn default() -> Self {
+        KernelConfig {
+            twins: true,
+            rate: 20_000,
+            burst: 512,
+            route_metric: 1024,
+        }
+    }
+}
+
 /// A validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -188,6 +229,7 @@ pub struct Config {
     pub dataplane: DataplaneConfig,
     pub control: ControlConfig,
     pub synproxy: SynProxyConfig,
+    pub kernel: KernelConfig,
     /// Services, routes, neighbours, timeouts and the interfaces.
     pub state: State,
 }
@@ -202,6 +244,8 @@ struct RawConfig {
     control: RawControl,
     #[serde(default)]
     synproxy: RawSynProxyConfig,
+    #[serde(default)]
+    kernel: RawKernel,
     #[serde(default, rename = "interface")]
     interfaces: Vec<RawInterface>,
     #[serde(default, rename = "route")]
@@ -249,6 +293,15 @@ struct RawSynProxyConfig {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
+struct RawKernel {
+    twins: Option<bool>,
+    rate: Option<u32>,
+    burst: Option<u32>,
+    route_metric: Option<u32>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct RawControl {
     socket: Option<String>,
     metrics: Option<String>,
@@ -260,6 +313,7 @@ struct RawInterface {
     port: u16,
     addrs: Vec<String>,
     rp_filter: Option<String>,
+    kernel: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -373,12 +427,35 @@ impl Config {
             Some("control")
         } else if self.synproxy != new.synproxy {
             Some("synproxy")
+        } else if self.kernel != new.kernel {
+            Some("kernel")
         } else if self.state.interfaces() != new.state.interfaces() {
             Some("interface")
         } else {
             None
         }
     }
+}
+
+/// Whether `name` can name a Linux network interface.
+fn valid_ifname(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() >= libc::IF_NAMESIZE {
+        return Err(format!(
+            "{name:?}: an interface name has 1 to {} characters",
+            libc::IF_NAMESIZE - 1
+        ));
+    }
+    if name == "."
+        || name == ".."
+        || name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+    {
+        return Err(format!(
+            "{name:?}: not an interface name (no '/', ':', spaces; not . or ..)"
+        ));
+    }
+    Ok(())
 }
 
 /// A change built from the TOML, with the field it came from.
@@ -410,6 +487,7 @@ impl Validator<'_> {
         let dataplane = self.dataplane(&raw.dataplane)?;
         let control = self.control(&raw.control)?;
         let synproxy = self.synproxy(&raw.synproxy)?;
+        let kernel = self.kernel(&raw.kernel)?;
         let interfaces = self.interfaces(&raw.interfaces)?;
         let mut changes = Vec::new();
         self.neighbours(&raw.neighbours, &mut changes)?;
@@ -438,8 +516,29 @@ impl Validator<'_> {
             dataplane,
             control,
             synproxy,
+            kernel,
             state,
         })
+    }
+
+    fn kernel(&self, raw: &RawKernel) -> Result<KernelConfig, ConfigError> {
+        let d = KernelConfig::default();
+        let out = KernelConfig {
+            twins: raw.twins.unwrap_or(d.twins),
+            rate: raw.rate.unwrap_or(d.rate),
+            burst: raw.burst.unwrap_or(d.burst),
+            route_metric: raw.route_metric.unwrap_or(d.route_metric),
+        };
+        if out.rate == 0 {
+            return Err(self.err(
+                "kernel.rate",
+                "must be at least 1 (turn the twins off with kernel.twins = false)",
+            ));
+        }
+        if out.burst == 0 {
+            return Err(self.err("kernel.burst", "must be at least 1"));
+        }
+        Ok(out)
     }
 
     fn dataplane(&self, raw: &RawDataplane) -> Result<DataplaneConfig, ConfigError> {
@@ -548,6 +647,7 @@ impl Validator<'_> {
         }
         let mut ports = HashSet::new();
         let mut owned = HashSet::new();
+        let mut twins = HashSet::new();
         let mut out = Vec::new();
         for (i, iface) in raw.iter().enumerate() {
             if !ports.insert(iface.port) {
@@ -585,11 +685,24 @@ impl Validator<'_> {
                     )
                 })?,
             };
-            out.push(InterfaceConfig {
+            if let Some(name) = &iface.kernel {
+                if let Err(why) = valid_ifname(name) {
+                    return Err(self.err(format!("interface[{i}].kernel"), why));
+                }
+            }
+            let iface = InterfaceConfig {
                 port: iface.port,
                 addrs,
                 rp_filter,
-            });
+                kernel: iface.kernel.clone(),
+            };
+            if !twins.insert(iface.kernel_name()) {
+                return Err(self.err(
+                    format!("interface[{i}].kernel"),
+                    format!("{:?} names another port's twin too", iface.kernel_name()),
+                ));
+            }
+            out.push(iface);
         }
         Ok(out)
     }

@@ -215,6 +215,7 @@ mod tests {
                 port: 0,
                 addrs: vec!["10.0.0.254/24".parse().unwrap()],
                 rp_filter: Default::default(),
+                kernel: None,
             }],
             2,
         )

@@ -693,11 +693,13 @@ mod tests {
                     port: 0,
                     addrs: vec!["10.10.0.1/24".parse().unwrap()],
                     rp_filter: Default::default(),
+                    kernel: None,
                 },
                 InterfaceConfig {
                     port: 1,
                     addrs: vec!["192.168.10.1/24".parse().unwrap()],
                     rp_filter: Default::default(),
+                    kernel: None,
                 },
             ],
             8,

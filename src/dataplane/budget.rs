@@ -11,6 +11,8 @@
 //! ```text
 //! mbufs = rx descriptors  (rx_desc x ports x workers: each holds a buffer)
 //!       + tx descriptors  (tx_desc x ports x workers: sent, not yet freed)
+//!       + kernel twins    (TWIN_DESC x twins x workers rx descriptors, and
+//!                          a burst each way per twin and worker)
 //!       + per-core caches (1.5 x cache x lcores: DPDK's flush threshold)
 //!       + bursts in flight (rx, tx, handoff buffers of every worker)
 //!       + held:  half of what is left, for neighbour queues and rings
@@ -30,12 +32,18 @@ use crate::net::MAX_PENDING;
 pub const MAX_RING_SIZE: u32 = 4096;
 /// Smallest handoff ring worth having: two bursts.
 pub const MIN_RING_SIZE: u32 = 64;
+/// Descriptors of each queue of a kernel twin (net_tap fills every rx
+/// descriptor with a buffer at set-up; its tx copies into the kernel and
+/// frees at once). The exception path is rate-limited, so few are needed.
+pub const TWIN_DESC: u16 = 256;
 
 /// What the pool must feed.
 #[derive(Debug, Clone, Copy)]
 pub struct PoolDemand {
     pub mbufs: u32,
     pub ports: u16,
+    /// Kernel twins (one per port that has one).
+    pub twins: u16,
     pub workers: u16,
     pub rx_desc: u16,
     pub tx_desc: u16,
@@ -80,7 +88,8 @@ pub fn plan(d: &PoolDemand) -> Result<MbufPlan, String> {
     // Per worker: the rx burst, a tx buffer per port, a handoff buffer per
     // other worker, and the burst taken from a ring.
     let flight = workers * burst * (1 + ports + (workers - 1) + 1);
-    let reserved = rx + tx + caches + flight;
+    let twins = u64::from(d.twins) * workers * (u64::from(TWIN_DESC) + 2 * burst);
+    let reserved = rx + tx + caches + flight + twins;
     let rings = workers * (workers - 1);
     // The least worth running with: every ring at its smallest, and one
     // full neighbour queue per worker, twice (held and slack).
@@ -91,7 +100,7 @@ pub fn plan(d: &PoolDemand) -> Result<MbufPlan, String> {
             "dataplane.mbufs: {} packet buffers are too few for {} port(s) x {} worker(s): \
              the rx descriptors take {rx} (dataplane.rx_desc {} x ports x workers), the tx \
              descriptors {tx} (dataplane.tx_desc {}), the per-core caches {caches}, bursts in \
-             flight {flight}, and packets waiting for ARP or for another worker need at least \
+             flight {flight}, the kernel twins {twins}, and packets waiting for ARP or for another worker need at least \
              {}: raise dataplane.mbufs to {needed} or more, or lower dataplane.rx_desc and \
              dataplane.tx_desc",
             d.mbufs,
@@ -130,6 +139,7 @@ mod tests {
         PoolDemand {
             mbufs,
             ports: 2,
+            twins: 0,
             workers,
             rx_desc: 1024,
             tx_desc: 1024,
@@ -159,6 +169,23 @@ mod tests {
         let p = plan(&demand(16383, 1)).unwrap();
         assert_eq!(p.reserved, 4992);
         assert_eq!(p.pending_per_worker, 5695);
+    }
+
+    #[test]
+    fn kernel_twins_take_their_descriptors_and_bursts() {
+        let without = plan(&demand(16383, 2)).unwrap();
+        let with = plan(&PoolDemand {
+            twins: 2,
+            ..demand(16383, 2)
+        })
+        .unwrap();
+        // 2 twins x 2 workers x (256 descriptors + a burst each way).
+        assert_eq!(with.reserved - without.reserved, 2 * 2 * (256 + 64));
+        assert!(
+            with.held(2) < without.held(2)
+                || with.ring_size < without.ring_size
+                || with.pending_per_worker < without.pending_per_worker
+        );
     }
 
     #[test]

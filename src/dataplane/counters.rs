@@ -72,6 +72,13 @@ counters! {
     RxPartialChecksums => "rx_partial_checksums",
     /// ICMP errors about a session, translated and passed on.
     IcmpErrorsTranslated => "icmp_errors_translated",
+    /// Frames for our interface addresses that the dataplane does not
+    /// handle itself (TCP/UDP, ICMP other than echo requests, other
+    /// protocols, ARP replies), handed to the port's kernel twin.
+    KernelIn => "kernel_in",
+    /// Frames the host kernel sent through a kernel twin, transmitted on
+    /// the twin's port.
+    KernelOut => "kernel_out",
     /// Packets passed to the worker that owns their session.
     SteerHandoffs => "steer_handoffs",
     /// Packets that reached a worker that does not own their session after
@@ -113,8 +120,15 @@ counters! {
     /// IP fragments are not reassembled.
     DropFragment => "drop_fragment",
     DropTtlExceeded => "drop_ttl_exceeded",
-    /// To one of our addresses, but no virtual service on that port/proto.
+    /// To one of our addresses, but no virtual service on that port/proto
+    /// (and no kernel twin to hand it to).
     DropNoService => "drop_no_service",
+    /// For the kernel twin, beyond this worker's share of its rate
+    /// (`kernel.rate`, `kernel.burst`): a flood at the interface address
+    /// cannot take the workers' time or the mbuf pool.
+    DropKernelRate => "drop_kernel_rate",
+    /// For the kernel twin, refused by it (the kernel's queue was full).
+    DropKernelQueueFull => "drop_kernel_queue_full",
     /// To an address sluice neither owns nor has a session for: never
     /// forwarded.
     DropNotServed => "drop_not_served",

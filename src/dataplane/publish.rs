@@ -236,6 +236,7 @@ mod tests {
                 mac: EthernetAddress([2, 0, 0, 0, 0, 1]),
                 tx_checksum_offload: false,
                 rx_partial_checksums: false,
+                kernel_twin: false,
             }],
             1,
         )

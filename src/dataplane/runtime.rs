@@ -1,28 +1,36 @@
 //! Bringing the data plane up and down: EAL, the mbuf pool (planned so
 //! that held packets cannot starve rx, `budget`), the ports (one rx/tx
-//! queue pair per worker), the handoff rings between workers, the first
-//! snapshot, the key of the client -> worker mapping, the worker lcores.
+//! queue pair per worker), their kernel twins (a net_tap port each, with
+//! the port's MAC and addresses), the handoff rings between workers, the
+//! first snapshot, the key of the client -> worker mapping, the worker
+//! lcores.
 //!
 //! `Dataplane` owns all of it, and its fields are declared in the order they
 //! must go: the workers are stopped and joined first (in `stop` or `drop`),
-//! then the kernel-side preparations of the ports, the ports (which return
-//! their mbufs to the pool), the pool, and EAL last.
+//! then the twins, the kernel-side preparations of the ports (which give the
+//! interfaces their addresses back once the twins are gone), the ports
+//! (which return their mbufs to the pool), the pool, and EAL last.
 
-use super::budget::{self, PoolDemand};
+use super::budget::{self, PoolDemand, TWIN_DESC};
 use super::counters::Counters;
+use super::pipeline::KernelBudget;
 use super::pipeline::Shared;
 use super::publish::SnapshotPublisher;
 use super::query::{Query, Reply};
 use super::snapshot::{PortFacts, Snapshot};
 use super::stats::SharedCounters;
 use super::steering::{self, OwnerHash};
-use super::worker::{self, WorkerSetup};
-use crate::control::config::Config;
-use crate::dpdk::{self, worker_lcores, Eal, LcoreJoin, Mempool, Port, PortSetup, PortStats};
+use super::worker::{self, TwinQueues, WorkerSetup};
+use crate::control::config::{Config, InterfaceConfig};
+use crate::dpdk::{
+    self, worker_lcores, Eal, LcoreJoin, Mempool, Port, PortSetup, PortStats, RxQueue, TxQueue,
+    Vdev,
+};
+use crate::kernel::twin;
 use crate::kernel::vport::KernelPortGuard;
 use crate::lb::persistence::Templates;
 use crossbeam::channel::{self, Receiver, Sender};
-use log::info;
+use log::{info, warn};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -45,10 +53,20 @@ pub struct Handles {
     pub facts: Vec<PortFacts>,
 }
 
+/// A port's kernel twin: its tap port, closed before the device goes.
+struct Twin {
+    /// The data port it stands for.
+    data_port: u16,
+    name: String,
+    port: Port,
+    _vdev: Vdev,
+}
+
 /// The running data plane. See the module documentation for the order.
 pub struct Dataplane {
     lcores: Vec<LcoreJoin<Counters>>,
     stop: Arc<AtomicBool>,
+    twins: Vec<Twin>,
     kernel_guards: Vec<KernelPortGuard>,
     ports: Vec<Port>,
     pool: Arc<Mempool>,
@@ -83,9 +101,15 @@ impl Dataplane {
             return Err("no worker lcore: give EAL at least two lcores (e.g. -l 0-1)".into());
         }
         let workers = lcores.len() as u16;
+        let twins_wanted = if config.kernel.twins {
+            config.state.interfaces().len() as u16
+        } else {
+            0
+        };
         let plan = budget::plan(&PoolDemand {
             mbufs: config.dataplane.mbufs,
             ports: port_count,
+            twins: twins_wanted,
             workers,
             rx_desc: config.dataplane.rx_desc,
             tx_desc: config.dataplane.tx_desc,
@@ -122,6 +146,7 @@ impl Dataplane {
             lcores: Vec::new(),
             stop: Arc::new(AtomicBool::new(false)),
             kernel_guards: Vec::new(),
+            twins: Vec::new(),
             ports: Vec::new(),
             pool,
             _eal: eal,
@@ -150,6 +175,49 @@ impl Dataplane {
             );
             dataplane.ports.push(port);
         }
+        if config.kernel.twins {
+            for iface in config.state.interfaces() {
+                // A kernel-fed port's own interface gives way to the twin.
+                if let Some(g) = dataplane
+                    .kernel_guards
+                    .iter_mut()
+                    .find(|g| g.port() == iface.port)
+                {
+                    if let Err(e) = g.hand_over_to_twin(iface.port) {
+                        warn!(
+                            "port {}: no kernel twin: the kernel's stack cannot be kept off {} ({e})",
+                            iface.port,
+                            g.ifname()
+                        );
+                        continue;
+                    }
+                }
+                match dataplane.make_twin(iface, workers) {
+                    Ok(t) => {
+                        info!(
+                            "port {}: kernel twin {} (net_tap, mac {})",
+                            iface.port,
+                            t.name,
+                            t.port.mac()
+                        );
+                        dataplane.twins.push(t);
+                    }
+                    Err(e) => {
+                        warn!(
+                            "port {}: no kernel twin ({e}); the host kernel cannot use this port",
+                            iface.port
+                        );
+                        if let Some(g) = dataplane
+                            .kernel_guards
+                            .iter_mut()
+                            .find(|g| g.port() == iface.port)
+                        {
+                            g.take_back();
+                        }
+                    }
+                }
+            }
+        }
         let facts: Vec<PortFacts> = dataplane
             .ports
             .iter()
@@ -157,6 +225,7 @@ impl Dataplane {
                 mac: p.mac(),
                 tx_checksum_offload: p.tx_checksum_offload(),
                 rx_partial_checksums: p.info().rx_partial_checksums(),
+                kernel_twin: dataplane.twins.iter().any(|t| t.data_port == p.id()),
             })
             .collect();
         let snapshot = Arc::new(first(&facts, workers)?);
@@ -177,6 +246,7 @@ impl Dataplane {
             templates: Arc::new(Templates::new(config.dataplane.max_persistence_templates)),
             owner: OwnerHash::random(),
             pending_budget: plan.pending_per_worker,
+            kernel_budget: KernelBudget::new(config.kernel.rate, config.kernel.burst),
         };
 
         // One single-producer/single-consumer ring per ordered pair of
@@ -207,6 +277,14 @@ impl Dataplane {
                     .ok_or_else(|| format!("port {}: queues already taken", port.id()))?,
             );
         }
+        let mut twin_queues: Vec<(u16, Vec<(RxQueue, TxQueue)>)> = Vec::new();
+        for t in &mut dataplane.twins {
+            let q = t
+                .port
+                .take_queues()
+                .ok_or_else(|| format!("kernel twin {}: queues already taken", t.name))?;
+            twin_queues.push((t.data_port, q));
+        }
 
         let start_tsc = dpdk::tsc();
         let mut links = Vec::new();
@@ -224,6 +302,17 @@ impl Dataplane {
             let setup = WorkerSetup {
                 index: index as u16,
                 queues: queues.iter_mut().map(|q| q.remove(0)).collect(),
+                twins: twin_queues
+                    .iter_mut()
+                    .map(|(port, q)| {
+                        let (rx, tx) = q.remove(0);
+                        TwinQueues {
+                            port: *port,
+                            rx,
+                            tx,
+                        }
+                    })
+                    .collect(),
                 pool: Arc::clone(&dataplane.pool),
                 snapshots: reader,
                 shared: shared.clone(),
@@ -256,6 +345,54 @@ impl Dataplane {
                 facts,
             },
         ))
+    }
+
+    /// Makes the kernel twin of `iface`'s port: a tap interface with the
+    /// port's MAC (net_tap, one queue pair per worker), given the port's
+    /// addresses and brought up.
+    fn make_twin(&self, iface: &InterfaceConfig, workers: u16) -> Result<Twin, String> {
+        let data = self
+            .ports
+            .get(iface.port as usize)
+            .ok_or_else(|| format!("port {} does not exist", iface.port))?;
+        let name = iface.kernel_name();
+        let vdev = Vdev::create(
+            &self._eal,
+            &format!("net_tap{}", iface.port),
+            &format!("iface={name},mac={}", data.mac()),
+        )
+        .map_err(|e| format!("{e}; is /dev/net/tun there, and CAP_NET_ADMIN given?"))?;
+        let setup = PortSetup {
+            rx_queues: workers,
+            tx_queues: workers,
+            rx_desc: TWIN_DESC,
+            tx_desc: TWIN_DESC,
+            tx_checksum_offload: false,
+        };
+        let port = Port::start(vdev.port(), setup, &self.pool).map_err(|e| e.to_string())?;
+        let ifindex = match port.info().if_index {
+            0 => {
+                let c = std::ffi::CString::new(name.as_str()).map_err(|e| e.to_string())?;
+                // SAFETY: c is a live NUL-terminated string.
+                unsafe { libc::if_nametoindex(c.as_ptr()) }
+            }
+            i => i,
+        };
+        if ifindex == 0 {
+            return Err(format!("{name}: no such interface after net_tap made it"));
+        }
+        twin::configure(&name, ifindex, &iface.addrs)?;
+        Ok(Twin {
+            data_port: iface.port,
+            name,
+            port,
+            _vdev: vdev,
+        })
+    }
+
+    /// Whether any port has a kernel twin.
+    pub fn has_twins(&self) -> bool {
+        !self.twins.is_empty()
     }
 
     /// The NIC figures of every port, by port id.

@@ -35,6 +35,9 @@ pub struct PortState {
     pub rx_partial_checksums: bool,
     /// Reverse path filtering of what arrives here.
     pub rp_filter: RpFilter,
+    /// The port has a kernel twin: what the dataplane does not handle for
+    /// the port's own addresses goes up to the host kernel.
+    pub kernel_twin: bool,
 }
 
 impl PortState {
@@ -64,6 +67,8 @@ pub struct PortFacts {
     pub mac: EthernetAddress,
     pub tx_checksum_offload: bool,
     pub rx_partial_checksums: bool,
+    /// A kernel twin was made for the port.
+    pub kernel_twin: bool,
 }
 
 /// Where an IPv4 destination address points, as far as sluice is concerned.
@@ -204,6 +209,7 @@ impl Snapshot {
                 tx_checksum_offload: facts.tx_checksum_offload,
                 rx_partial_checksums: facts.rx_partial_checksums,
                 rp_filter: RpFilter::Off,
+                kernel_twin: facts.kernel_twin,
             })
             .collect();
         let mut interface_addrs = HashMap::new();

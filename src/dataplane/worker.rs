@@ -1,7 +1,9 @@
 //! The worker lcore loop: rx burst from its queue on every port and from
 //! the rings other workers hand packets over on -> pipeline -> per-port tx
 //! buffers and per-worker handoff buffers -> flush; timers every
-//! millisecond; a new configuration snapshot picked up between bursts.
+//! millisecond (the kernel twins' queues among them, so an idle twin costs
+//! no system call per burst); a new configuration snapshot picked up
+//! between bursts.
 //! Everything it touches on the packet path is its own: the queues, the
 //! ring ends and the pipeline are values it owns.
 
@@ -39,12 +41,28 @@ impl PacketBuf for Mbuf {
     }
 }
 
+/// A worker's queues on the kernel twin of one port.
+pub struct TwinQueues {
+    /// The data port the twin stands for.
+    pub port: u16,
+    /// What the host kernel sends (to go out of `port`).
+    pub rx: RxQueue,
+    /// What goes up to the host kernel.
+    pub tx: TxQueue,
+}
+
+/// Bursts taken from one twin per timer tick at most: the way down is for
+/// the host's own traffic (checks, routing protocols, ssh), not bulk.
+const TWIN_BURSTS_PER_TICK: usize = 8;
+
 /// What a worker needs to run; everything in it is the worker's own.
 pub struct WorkerSetup {
     /// This worker's index among the workers.
     pub index: u16,
     /// Its (rx, tx) queue on every port, by port id.
     pub queues: Vec<(RxQueue, TxQueue)>,
+    /// Its queues on the ports' kernel twins (ports without one have none).
+    pub twins: Vec<TwinQueues>,
     pub pool: Arc<Mempool>,
     /// Where its configuration snapshots come from.
     pub snapshots: SnapshotReader,
@@ -75,9 +93,12 @@ struct WorkerIo<'a> {
     tx: Vec<(TxQueue, ArrayVec<Mbuf, BURST>)>,
     /// Indexed by worker; with the ring each flushes into.
     handoff: Vec<(ArrayVec<Mbuf, BURST>, Option<RingProducer>)>,
+    /// Indexed by data port: the way up to its kernel twin, if it has one.
+    kernel: Vec<Option<(TxQueue, ArrayVec<Mbuf, BURST>)>>,
     sent: u64,
     tx_dropped: u64,
     ring_dropped: u64,
+    kernel_dropped: u64,
 }
 
 impl WorkerIo<'_> {
@@ -110,9 +131,26 @@ impl WorkerIo<'_> {
         buf.clear();
     }
 
+    /// Hands what is buffered for the kernel twin of `port` to it; what the
+    /// kernel refuses (its queue is full) is freed and counted.
+    fn flush_kernel(&mut self, port: u16) {
+        let Some(Some((queue, buf))) = self.kernel.get_mut(port as usize) else {
+            return;
+        };
+        if buf.is_empty() {
+            return;
+        }
+        queue.burst(buf);
+        self.kernel_dropped += buf.len() as u64;
+        buf.clear();
+    }
+
     fn flush_all(&mut self) {
         for port in 0..self.tx.len() as u16 {
             self.flush_port(port);
+        }
+        for port in 0..self.kernel.len() as u16 {
+            self.flush_kernel(port);
         }
         for w in 0..self.handoff.len() as u16 {
             self.flush_handoff(w);
@@ -126,6 +164,10 @@ impl WorkerIo<'_> {
         counters.add(
             Counter::DropHandoffRingFull,
             std::mem::take(&mut self.ring_dropped),
+        );
+        counters.add(
+            Counter::DropKernelQueueFull,
+            std::mem::take(&mut self.kernel_dropped),
         );
     }
 }
@@ -175,6 +217,27 @@ impl Io<Mbuf> for WorkerIo<'_> {
             self.ring_dropped += 1;
         }
     }
+
+    #[inline]
+    fn to_kernel(&mut self, port: u16, pkt: Mbuf) {
+        let full = match self.kernel.get(port as usize) {
+            Some(Some((_, buf))) => buf.is_full(),
+            // The pipeline only sends here for ports with a twin.
+            _ => {
+                self.kernel_dropped += 1;
+                return;
+            }
+        };
+        if full {
+            self.flush_kernel(port);
+        }
+        if let Some(Some((_, buf))) = self.kernel.get_mut(port as usize) {
+            if let Err(e) = buf.try_push(pkt) {
+                drop(e.element());
+                self.kernel_dropped += 1;
+            }
+        }
+    }
 }
 
 /// Runs the worker loop until `setup.stop` is set; returns its counters.
@@ -182,6 +245,7 @@ pub fn run(setup: WorkerSetup) -> Counters {
     let WorkerSetup {
         index,
         queues,
+        twins,
         pool,
         mut snapshots,
         shared,
@@ -194,15 +258,26 @@ pub fn run(setup: WorkerSetup) -> Counters {
         stop,
     } = setup;
     let (mut rx, tx): (Vec<RxQueue>, Vec<TxQueue>) = queues.into_iter().unzip();
+    let mut kernel: Vec<Option<(TxQueue, ArrayVec<Mbuf, BURST>)>> =
+        (0..tx.len()).map(|_| None).collect();
+    let mut twin_rx: Vec<(u16, RxQueue)> = Vec::new();
+    for t in twins {
+        if let Some(slot) = kernel.get_mut(t.port as usize) {
+            *slot = Some((t.tx, ArrayVec::new()));
+            twin_rx.push((t.port, t.rx));
+        }
+    }
     let snapshot = snapshots.current();
     let mut pipeline: Pipeline<Mbuf> = Pipeline::with_shared(snapshot, index, shared);
     let mut io = WorkerIo {
         pool: &pool,
         tx: tx.into_iter().map(|q| (q, ArrayVec::new())).collect(),
         handoff: outbox.into_iter().map(|r| (ArrayVec::new(), r)).collect(),
+        kernel,
         sent: 0,
         tx_dropped: 0,
         ring_dropped: 0,
+        kernel_dropped: 0,
     };
 
     let hz = dpdk::tsc_hz().max(1000);
@@ -259,7 +334,19 @@ pub fn run(setup: WorkerSetup) -> Counters {
         io.flush_all();
         if tsc >= next_timer {
             pipeline.poll(now_ms, &mut io);
+            for (port, queue) in twin_rx.iter_mut() {
+                for _ in 0..TWIN_BURSTS_PER_TICK {
+                    if queue.burst(&mut burst) == 0 {
+                        break;
+                    }
+                    for m in burst.drain(..) {
+                        pipeline.from_kernel(*port, m, &mut io);
+                    }
+                }
+            }
             io.flush_all();
+            // Kernel traffic may come with no rx work in the loop.
+            io.settle(pipeline.counters_mut());
             if let Ok(q) = queries.try_recv() {
                 // The control side waits for this answer; if it gave up,
                 // the answer is simply dropped.

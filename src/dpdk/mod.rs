@@ -11,6 +11,7 @@ mod mbuf;
 mod mempool;
 mod port;
 mod ring;
+mod vdev;
 
 pub use eal::Eal;
 pub use error::DpdkError;
@@ -19,6 +20,7 @@ pub use mbuf::Mbuf;
 pub use mempool::Mempool;
 pub use port::{LinkStatus, Port, PortInfo, PortSetup, PortStats, RxQueue, TxQueue};
 pub use ring::{ring, RingConsumer, RingProducer};
+pub use vdev::Vdev;
 
 /// The largest burst handed to or taken from a queue at once.
 pub const BURST: usize = 32;

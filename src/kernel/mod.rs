@@ -3,11 +3,17 @@
 //! the packet path.
 //!
 //! - `ethtool`: an interface's driver and its receive offloads;
+//! - `bpf`: loading the two one-verdict eBPF programs below;
 //! - `xdp`: a pass-through XDP program attached through a BPF link;
 //! - `vport`: what a kernel-fed port (net_af_packet on a veth) needs so that
-//!   the kernel hands it frames no larger than the MTU.
+//!   the kernel hands it frames no larger than the MTU;
+//! - `netlink`: addresses, links and routes (rtnetlink);
+//! - `twin`: the host side of the ports' kernel twins.
 
+mod bpf;
 pub mod ethtool;
+pub mod netlink;
+pub mod twin;
 pub mod vport;
 pub mod xdp;
 

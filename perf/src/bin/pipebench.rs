@@ -30,6 +30,15 @@ struct Args {
     /// Measured packets per case (at least one per flow).
     #[arg(long, default_value_t = 4_000_000)]
     packets: usize,
+    /// Complete TCP handshakes to time, plain and through the SYN proxy
+    /// (0: skip).
+    #[arg(long, default_value_t = 200_000)]
+    handshakes: usize,
+    /// Treat the port as a virtual one whose frames may come from the local
+    /// kernel with partial checksums (net_af_packet, net_af_xdp, net_tap):
+    /// what the partial-checksum test costs where it runs.
+    #[arg(long)]
+    virtual_port: bool,
 }
 
 const LB_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 1]);
@@ -86,9 +95,14 @@ impl Io<Box<Buf>> for Sink {
         }))
     }
     fn handoff(&mut self, _worker: u16, _in_port: u16, _pkt: Box<Buf>) {}
+    fn to_kernel(&mut self, _port: u16, _pkt: Box<Buf>) {}
 }
 
 fn config(mode: &str, flows: usize) -> Config {
+    config_with(mode, flows, false)
+}
+
+fn config_with(mode: &str, flows: usize, synproxy: bool) -> Config {
     let fullnat = if mode == "fullnat" {
         let laddrs: Vec<String> = (0..16).map(|i| format!("\"10.0.1.{}\"", i + 1)).collect();
         format!("mode = \"fullnat\"\nladdrs = [{}]\n", laddrs.join(", "))
@@ -130,7 +144,7 @@ mac = "02:00:00:00:00:fe"
 vip = "10.0.0.100:80"
 proto = "tcp"
 scheduler = "rr"
-synproxy = false
+synproxy = {synproxy}
 {fullnat}
 {reals}
 "#,
@@ -189,13 +203,14 @@ fn rdtsc() -> u64 {
     0
 }
 
-fn run(mode: &str, flows: usize, packets: usize) {
+fn run(mode: &str, flows: usize, packets: usize, virtual_port: bool) {
     let snap = Snapshot::build(
         &config(mode, flows),
         &[PortFacts {
             mac: LB_MAC,
             tx_checksum_offload: false,
-            rx_partial_checksums: false,
+            rx_partial_checksums: virtual_port,
+            kernel_twin: false,
         }],
         1,
     )
@@ -272,15 +287,142 @@ fn run(mode: &str, flows: usize, packets: usize) {
     }
     let build = rdtsc() - t1;
     let per_pkt = (cycles.saturating_sub(build)) as f64 / n as f64;
+    let port = if virtual_port { "-virtual" } else { "" };
     println!(
-        "{mode:8} {flows:>8} sessions: {per_pkt:7.1} cycles/packet in the pipeline ({:.2} Mpps with frame building, {} bytes/session)",
+        "{mode:8} {flows:>8} sessions{port}: {per_pkt:7.1} cycles/packet in the pipeline ({:.2} Mpps with frame building, {} bytes/session)",
         n as f64 / secs / 1e6,
         p.sessions().memory_bytes() / p.sessions().capacity().max(1),
     );
     println!(
-        "{{\"case\":\"pipeline-{mode}-{flows}\",\"cycles_per_pkt\":{per_pkt:.1},\"sessions\":{flows},\"session_bytes\":{}}}",
+        "{{\"case\":\"pipeline-{mode}-{flows}{port}\",\"cycles_per_pkt\":{per_pkt:.1},\"sessions\":{flows},\"session_bytes\":{}}}",
         p.sessions().memory_bytes() / p.sessions().capacity().max(1)
     );
+}
+
+/// A TCP segment without options or payload, `src` -> `dst`.
+fn segment(buf: &mut Buf, src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), f: u8, seq: u32, ack: u32) {
+    buf.len = 54;
+    buf.bytes.fill(0);
+    let mut eth = EthernetFrame::new_unchecked(&mut buf.bytes[..54]);
+    eth.set_dst_addr(LB_MAC);
+    eth.set_src_addr(GW_MAC);
+    eth.set_ethertype(ethertype::IPV4);
+    let repr = Ipv4Repr {
+        src_addr: src.0,
+        dst_addr: dst.0,
+        protocol: 6,
+        payload_len: 20,
+        ttl: 64,
+    };
+    repr.emit(&mut Ipv4Packet::new_unchecked(&mut buf.bytes[14..54]));
+    let mut tcp = TcpPacket::new_unchecked(&mut buf.bytes[34..54]);
+    tcp.set_src_port(src.1);
+    tcp.set_dst_port(dst.1);
+    tcp.set_seq_number(seq);
+    tcp.set_ack_number(ack);
+    tcp.set_header_len(20);
+    tcp.set_flags(f);
+    tcp.set_window_len(1024);
+    tcp.fill_checksum(src.0, dst.0);
+}
+
+/// (src, dst, seq) of a frame the pipeline sent.
+fn sent(b: &Buf) -> ((Ipv4Addr, u16), (Ipv4Addr, u16), u32) {
+    let ip = Ipv4Packet::new_unchecked(&b.bytes[14..b.len]);
+    let tcp = TcpPacket::new_unchecked(&b.bytes[34..b.len]);
+    (
+        (ip.src_addr(), tcp.src_port()),
+        (ip.dst_addr(), tcp.dst_port()),
+        tcp.seq_number(),
+    )
+}
+
+/// Cycles per complete TCP handshake through the pipeline (client SYN, the
+/// real's SYN-ACK, the client's ACK), NAT, plain or through the SYN proxy.
+fn handshakes(n: usize, synproxy: bool) -> f64 {
+    let snap = Snapshot::build(
+        &config_with("nat", n, synproxy),
+        &[PortFacts {
+            mac: LB_MAC,
+            tx_checksum_offload: false,
+            rx_partial_checksums: false,
+            kernel_twin: false,
+        }],
+        1,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut p: Pipeline<Box<Buf>> = Pipeline::new(Arc::new(snap), 0);
+    let mut sink = Sink::default();
+    sink.sent_bufs.reserve(8);
+    let vip = (Ipv4Addr::new(10, 0, 0, 100), 80);
+    let fresh = || {
+        Box::new(Buf {
+            bytes: [0; 64],
+            len: 0,
+        })
+    };
+    let mut spare: Vec<Box<Buf>> = (0..8).map(|_| fresh()).collect();
+    #[allow(clippy::vec_box)]
+    fn take(sink: &mut Sink, spare: &mut Vec<Box<Buf>>) -> ((Ipv4Addr, u16), (Ipv4Addr, u16), u32) {
+        let b = sink.sent_bufs.pop().expect("the pipeline sent something");
+        let out = sent(&b);
+        spare.push(b);
+        spare.append(&mut sink.sent_bufs);
+        out
+    }
+    let isn = 1_000_000u32;
+    let t0 = rdtsc();
+    for i in 0..n {
+        let client = client(i);
+        let mut b = spare.pop().unwrap_or_else(fresh);
+        segment(&mut b, client, vip, flags::SYN, isn, 0);
+        p.process(0, b, 1, &mut sink);
+        let (real, cookie) = if synproxy {
+            let (_, _, cookie) = take(&mut sink, &mut spare);
+            let mut b = spare.pop().unwrap_or_else(fresh);
+            segment(
+                &mut b,
+                client,
+                vip,
+                flags::ACK,
+                isn + 1,
+                cookie.wrapping_add(1),
+            );
+            p.process(0, b, 1, &mut sink);
+            let (_, real, _) = take(&mut sink, &mut spare);
+            (real, cookie)
+        } else {
+            let (_, real, _) = take(&mut sink, &mut spare);
+            (real, 0)
+        };
+        let mut b = spare.pop().unwrap_or_else(fresh);
+        segment(
+            &mut b,
+            real,
+            client,
+            flags::SYN | flags::ACK,
+            7_000_000,
+            isn + 1,
+        );
+        p.process(0, b, 1, &mut sink);
+        take(&mut sink, &mut spare);
+        if !synproxy {
+            let mut b = spare.pop().unwrap_or_else(fresh);
+            segment(&mut b, client, vip, flags::ACK, isn + 1, 7_000_001);
+            p.process(0, b, 1, &mut sink);
+            take(&mut sink, &mut spare);
+        }
+        std::hint::black_box(cookie);
+    }
+    let cycles = rdtsc() - t0;
+    assert_eq!(p.sessions().len(), n, "every handshake made its session");
+    let established = if synproxy {
+        p.counters().get(Counter::SynproxyHandshakes)
+    } else {
+        p.counters().get(Counter::Conns)
+    };
+    assert_eq!(established as usize, n);
+    cycles as f64 / n as f64
 }
 
 fn gcd(a: usize, b: usize) -> usize {
@@ -295,7 +437,19 @@ fn main() {
     let args = Args::parse();
     for mode in ["nat", "fullnat"] {
         for &flows in &args.flows {
-            run(mode, flows, args.packets.max(flows));
+            run(mode, flows, args.packets.max(flows), args.virtual_port);
         }
+    }
+    if args.handshakes > 0 {
+        let plain = handshakes(args.handshakes, false);
+        let proxied = handshakes(args.handshakes, true);
+        println!(
+            "handshakes {:>8}: {plain:7.0} cycles plain, {proxied:7.0} through the SYN proxy (frame building included, 3 segments in each)",
+            args.handshakes
+        );
+        println!(
+            "{{\"case\":\"pipeline-handshake\",\"handshakes\":{},\"plain_cycles\":{plain:.0},\"synproxy_cycles\":{proxied:.0}}}",
+            args.handshakes
+        );
     }
 }

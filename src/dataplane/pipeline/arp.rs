@@ -306,7 +306,15 @@ impl<P: PacketBuf> Pipeline<P> {
             }
             operation::REPLY => {
                 self.counters.inc(Counter::ArpRepliesLearned);
-                Verdict::Consumed
+                // An answer to the host kernel's own request (it asks from
+                // an interface address, through the twin): its neighbour
+                // table must resolve too.
+                let to_interface = self.snap.destination(req.target_ip) == Destination::Interface;
+                if to_interface && self.snap.ports[in_port as usize].kernel_twin {
+                    Verdict::Kernel
+                } else {
+                    Verdict::Consumed
+                }
             }
             _ => Verdict::Drop(Counter::DropMalformedArp),
         }

@@ -1,4 +1,6 @@
-//! ICMP: echo requests to our addresses, and errors about our sessions.
+//! ICMP: echo requests to our addresses, and errors about our sessions;
+//! the rest of what is for an interface address goes to the kernel twin
+//! (echo replies to the host's pings, errors about the host's own flows).
 
 use super::*;
 
@@ -20,9 +22,18 @@ impl<P: PacketBuf> Pipeline<P> {
                 self.echo_reply(in_port, frame, ip)
             }
             msg_type::DST_UNREACHABLE | msg_type::TIME_EXCEEDED => {
-                self.icmp_error(frame, ip, now, source)
+                match self.icmp_error(frame, ip, now, source) {
+                    // About none of our sessions: maybe a flow of the host's.
+                    Verdict::Drop(Counter::DropIcmpUnhandled) if dest == Destination::Interface => {
+                        self.for_kernel(in_port, frame, ip, None, Counter::DropIcmpUnhandled)
+                    }
+                    v => v,
+                }
             }
             _ if dest == Destination::Foreign => Verdict::Drop(Counter::DropNotServed),
+            _ if dest == Destination::Interface => {
+                self.for_kernel(in_port, frame, ip, None, Counter::DropIcmpUnhandled)
+            }
             _ => Verdict::Drop(Counter::DropIcmpUnhandled),
         }
     }

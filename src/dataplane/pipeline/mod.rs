@@ -8,6 +8,7 @@
 
 mod arp;
 mod icmp;
+mod kernel;
 mod parse;
 mod source;
 mod synproxy;
@@ -45,6 +46,7 @@ use std::sync::Arc;
 
 use arp::ArpGuard;
 pub use arp::ConflictReport;
+pub use kernel::KernelBudget;
 use parse::{flow_key, parse_ipv4, parse_l4};
 use translate::SessionEnds;
 
@@ -69,6 +71,9 @@ pub trait Io<P> {
     /// Hands `pkt`, received on `in_port`, to `worker`, the worker that
     /// owns its session (through a lock-free ring).
     fn handoff(&mut self, worker: u16, in_port: u16, pkt: P);
+    /// Hands `pkt`, received on `port`, to the host kernel through the
+    /// port's kernel twin.
+    fn to_kernel(&mut self, port: u16, pkt: P);
 }
 
 /// What to do with a frame once it has been looked at.
@@ -83,6 +88,8 @@ enum Verdict {
     Handoff(u16),
     /// Fully handled (e.g. an ARP reply that was learned); free it.
     Consumed,
+    /// For the host kernel: up to the receiving port's twin.
+    Kernel,
     Drop(Counter),
     /// SYN proxy: answer the client's SYN with this SYN-ACK, in its buffer.
     SynAck(synproxy::SynAck),
@@ -157,6 +164,8 @@ pub struct Shared {
     /// Packets one worker may hold waiting for ARP, over all neighbours
     /// (its share of the mbufs set aside for them).
     pub pending_budget: usize,
+    /// Each worker's share of the way up to the kernel twins.
+    pub kernel_budget: KernelBudget,
 }
 
 /// One worker's mutable state for one service (aligned with the
@@ -204,6 +213,8 @@ pub struct Pipeline<P> {
     /// ARP rate limits, address conflicts, the gratuitous ARP timer (boxed:
     /// cold, and a kilobyte the hot fields need not be spread around).
     arp_guard: Box<ArpGuard>,
+    /// Frames this worker may still hand to the kernel twins.
+    kernel_budget: KernelBudget,
     counters: Counters,
 }
 
@@ -220,6 +231,7 @@ impl<P: PacketBuf> Pipeline<P> {
                 templates: Arc::new(Templates::new(DEFAULT_TEMPLATES)),
                 owner: OwnerHash::random(),
                 pending_budget,
+                kernel_budget: KernelBudget::default(),
             },
         )
     }
@@ -249,6 +261,7 @@ impl<P: PacketBuf> Pipeline<P> {
             templates: shared.templates,
             owner: shared.owner,
             arp_guard: Box::new(ArpGuard::new(&snap)),
+            kernel_budget: shared.kernel_budget,
             counters: Counters::default(),
             snap: Arc::clone(&snap),
         };
@@ -462,6 +475,7 @@ impl<P: PacketBuf> Pipeline<P> {
                 io.handoff(worker, in_port, pkt);
             }
             Verdict::Consumed => {}
+            Verdict::Kernel => self.up_to_kernel(in_port, pkt, now, io),
             Verdict::Drop(reason) => self.counters.inc(reason),
             Verdict::SynAck(plan) => {
                 if self.emit_synack(in_port, &mut pkt, &plan) {
@@ -594,6 +608,16 @@ impl<P: PacketBuf> Pipeline<P> {
                     Ok(l4) => l4,
                     Err(reason) => return Verdict::Drop(reason),
                 };
+                if dest == Destination::Interface {
+                    // The host's own traffic: any worker can pass it up.
+                    return self.for_kernel(
+                        in_port,
+                        frame,
+                        &info,
+                        Some(l4.proto),
+                        Counter::DropNoService,
+                    );
+                }
                 if self.workers > 1 {
                     let owner = match dest {
                         Destination::Laddr => laddr::owner_of_port(l4.dport, self.workers),
@@ -611,11 +635,15 @@ impl<P: PacketBuf> Pipeline<P> {
                     Destination::Laddr | Destination::Foreign => {
                         self.outbound(frame, &info, &l4, now)
                     }
+                    // Handed to the kernel above.
                     Destination::Interface => Verdict::Drop(Counter::DropNoService),
                 }
             }
             protocol::ICMP => self.icmp(in_port, frame, &info, dest, now, source),
             _ if dest == Destination::Foreign => Verdict::Drop(Counter::DropNotServed),
+            _ if dest == Destination::Interface => {
+                self.for_kernel(in_port, frame, &info, None, Counter::DropUnsupportedL4)
+            }
             _ => Verdict::Drop(Counter::DropUnsupportedL4),
         }
     }

@@ -9,6 +9,7 @@ use crate::wire::Ipv4Repr;
 use std::collections::HashMap;
 
 mod hostile;
+mod kernel;
 
 const LB_WAN: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x01]);
 const LB_LAN: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x02]);
@@ -97,6 +98,8 @@ struct TestIo {
     sent: Vec<(u16, Pkt)>,
     /// (worker, receive port, packet)
     handed: Vec<(u16, u16, Pkt)>,
+    /// (receive port, packet) handed to the kernel twin.
+    kernel: Vec<(u16, Pkt)>,
 }
 
 impl Io<Pkt> for TestIo {
@@ -108,6 +111,9 @@ impl Io<Pkt> for TestIo {
     }
     fn handoff(&mut self, worker: u16, in_port: u16, pkt: Pkt) {
         self.handed.push((worker, in_port, pkt));
+    }
+    fn to_kernel(&mut self, port: u16, pkt: Pkt) {
+        self.kernel.push((port, pkt));
     }
 }
 
@@ -136,6 +142,7 @@ fn shared(snap: &Snapshot, templates: Arc<Templates>) -> Shared {
         templates,
         owner: TEST_OWNER,
         pending_budget: snap.max_neighbours * crate::net::MAX_PENDING,
+        kernel_budget: KernelBudget::default(),
     }
 }
 
@@ -144,6 +151,7 @@ fn facts(offload: bool) -> [PortFacts; 2] {
         mac,
         tx_checksum_offload: offload,
         rx_partial_checksums: false,
+        kernel_twin: false,
     })
 }
 
@@ -860,6 +868,7 @@ fn the_packet_path_does_not_allocate() {
     let mut io = TestIo {
         sent: Vec::with_capacity(64),
         handed: Vec::new(),
+        kernel: Vec::new(),
     };
     let (_, allocations) = crate::lb::alloc_count::allocations_during(|| {
         for f in frames {

@@ -635,6 +635,7 @@ fn both_directions_of_a_session_find_the_same_worker_under_any_key() {
                     templates: Arc::clone(&templates),
                     owner: key,
                     pending_budget: 1024,
+                    kernel_budget: KernelBudget::default(),
                 };
                 let mut lb = Lb {
                     p: Pipeline::with_shared(Arc::clone(&snap), i, s),
@@ -759,6 +760,7 @@ impl Io<Counted> for CountingIo {
     fn handoff(&mut self, worker: u16, in_port: u16, pkt: Counted) {
         self.handed.push((worker, in_port, pkt));
     }
+    fn to_kernel(&mut self, _port: u16, _pkt: Counted) {}
 }
 
 /// xorshift64*: deterministic, fast, good enough to pick packet kinds.
@@ -1221,11 +1223,16 @@ fn every_packet_is_sent_handed_off_or_dropped_none_leaked() {
     let text = topology("strict", "off", ACCOUNTING);
     let config = Config::parse("accounting.toml", &text).unwrap();
     let mut changes = Changes::new(&config);
-    let snap = Arc::new(Snapshot::build(&config, &facts(false), 2).unwrap());
+    // The client side has a kernel twin (ARP replies to its address go up
+    // too), held to a small budget so that the flood part is exercised.
+    let mut ports = facts(false);
+    ports[0].kernel_twin = true;
+    let snap = Arc::new(Snapshot::build(&config, &ports, 2).unwrap());
     let shared = Shared {
         templates: Arc::new(Templates::new(1024)),
         owner: TEST_OWNER,
         pending_budget: BUDGET,
+        kernel_budget: KernelBudget::new(1000, 16),
     };
     let mut workers: Vec<(Pipeline<Counted>, CountingIo)> = (0..2)
         .map(|w| {
@@ -1391,9 +1398,14 @@ addr = "192.168.10.2:8080"
     for (p, _) in &workers {
         sum.merge(p.counters());
     }
-    // Every reason the pipeline drops a packet was exercised (the tx and
-    // ring counters belong to the worker's Io, not the pipeline).
-    let io_level = [Counter::DropTxFull, Counter::DropHandoffRingFull];
+    // Every reason the pipeline drops a packet was exercised (the tx, ring
+    // and kernel queue counters belong to the worker's Io, not the
+    // pipeline).
+    let io_level = [
+        Counter::DropTxFull,
+        Counter::DropHandoffRingFull,
+        Counter::DropKernelQueueFull,
+    ];
     let mut report = String::new();
     let mut missed = Vec::new();
     for &c in Counter::ALL {
