@@ -14,7 +14,7 @@ use super::api::{
 use super::config::Config;
 use super::slots::{RealSlots, SlotUse};
 use super::state::{Change, ServiceKey, State};
-use crate::dataplane::counters::Counters;
+use crate::dataplane::counters::{Counter, Counters};
 use crate::dataplane::publish::SnapshotPublisher;
 use crate::dataplane::query::{Query, Reply, SESSION_SCAN};
 use crate::dataplane::runtime::{Handles, WorkerLink};
@@ -130,6 +130,9 @@ pub struct ControlPlane {
     publisher: SnapshotPublisher,
     workers: Vec<WorkerLink>,
     facts: Vec<PortFacts>,
+    /// Frames lost between the workers and the kernel twins on the pump's
+    /// side (added to `drop_kernel_queue_full`).
+    kernel_dropped: Arc<std::sync::atomic::AtomicU64>,
     epoch: u64,
     history: HashMap<ServiceKey, ServiceAddrs>,
     /// Per slot: what `-Z` subtracts.
@@ -172,6 +175,7 @@ impl ControlPlane {
             publisher: handles.publisher,
             workers: handles.workers,
             facts: handles.facts,
+            kernel_dropped: handles.kernel_dropped,
             epoch: 0,
             history: HashMap::new(),
             zero: vec![StatsView::default(); capacity],
@@ -409,6 +413,11 @@ impl ControlPlane {
         for w in &self.workers {
             c.merge(&w.stats.read());
         }
+        c.add(
+            Counter::DropKernelQueueFull,
+            self.kernel_dropped
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
         c
     }
 

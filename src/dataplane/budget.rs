@@ -11,8 +11,10 @@
 //! ```text
 //! mbufs = rx descriptors  (rx_desc x ports x workers: each holds a buffer)
 //!       + tx descriptors  (tx_desc x ports x workers: sent, not yet freed)
-//!       + kernel twins    (TWIN_DESC x twins x workers rx descriptors, and
-//!                          a burst each way per twin and worker)
+//!       + kernel twins    (TWIN_DESC rx descriptors and a burst each way
+//!                          per twin; the rings to and from the twins' pump,
+//!                          one per worker up and one down, and a burst
+//!                          buffered for them per worker)
 //!       + per-core caches (1.5 x cache x lcores: DPDK's flush threshold)
 //!       + bursts in flight (rx, tx, handoff buffers of every worker)
 //!       + held:  half of what is left, for neighbour queues and rings
@@ -25,6 +27,7 @@
 //! cannot cover the first four lines with room to spare is refused at start,
 //! naming `dataplane.mbufs`.
 
+use super::twin_pump;
 use crate::dpdk::BURST;
 use crate::net::MAX_PENDING;
 
@@ -32,7 +35,7 @@ use crate::net::MAX_PENDING;
 pub const MAX_RING_SIZE: u32 = 4096;
 /// Smallest handoff ring worth having: two bursts.
 pub const MIN_RING_SIZE: u32 = 64;
-/// Descriptors of each queue of a kernel twin (net_tap fills every rx
+/// Descriptors of a kernel twin's queue pair (net_tap fills every rx
 /// descriptor with a buffer at set-up; its tx copies into the kernel and
 /// frees at once). The exception path is rate-limited, so few are needed.
 pub const TWIN_DESC: u16 = 256;
@@ -88,7 +91,14 @@ pub fn plan(d: &PoolDemand) -> Result<MbufPlan, String> {
     // Per worker: the rx burst, a tx buffer per port, a handoff buffer per
     // other worker, and the burst taken from a ring.
     let flight = workers * burst * (1 + ports + (workers - 1) + 1);
-    let twins = u64::from(d.twins) * workers * (u64::from(TWIN_DESC) + 2 * burst);
+    let twins = if d.twins == 0 {
+        0
+    } else {
+        let ring = u64::from(twin_pump::RING_SIZE - 1);
+        u64::from(d.twins) * (u64::from(TWIN_DESC) + 2 * burst)
+            + (workers + 1) * ring
+            + workers * burst
+    };
     let reserved = rx + tx + caches + flight + twins;
     let rings = workers * (workers - 1);
     // The least worth running with: every ring at its smallest, and one
@@ -179,8 +189,12 @@ mod tests {
             ..demand(16383, 2)
         })
         .unwrap();
-        // 2 twins x 2 workers x (256 descriptors + a burst each way).
-        assert_eq!(with.reserved - without.reserved, 2 * 2 * (256 + 64));
+        // 2 twins x (256 descriptors + a burst each way), 3 rings of 511,
+        // a burst per worker.
+        assert_eq!(
+            with.reserved - without.reserved,
+            2 * (256 + 64) + 3 * 511 + 2 * 32
+        );
         assert!(
             with.held(2) < without.held(2)
                 || with.ring_size < without.ring_size

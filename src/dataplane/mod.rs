@@ -1,6 +1,7 @@
 //! The data plane: the per-packet pipeline (pure, testable without DPDK),
-//! the configuration snapshot it runs on, its counters, and the worker
-//! loop that feeds it from DPDK ports.
+//! the configuration snapshot it runs on, its counters, the worker loop
+//! that feeds it from DPDK ports, and the pump between the workers and the
+//! ports' kernel twins.
 
 pub mod budget;
 pub mod counters;
@@ -11,6 +12,7 @@ pub mod runtime;
 pub mod snapshot;
 pub mod stats;
 pub mod steering;
+pub mod twin_pump;
 pub mod worker;
 
 pub use counters::{Counter, Counters};

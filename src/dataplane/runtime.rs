@@ -12,7 +12,7 @@
 //! (which return their mbufs to the pool), the pool, and EAL last.
 
 use super::budget::{self, PoolDemand, TWIN_DESC};
-use super::counters::Counters;
+use super::counters::{Counter, Counters};
 use super::pipeline::KernelBudget;
 use super::pipeline::Shared;
 use super::publish::SnapshotPublisher;
@@ -20,7 +20,8 @@ use super::query::{Query, Reply};
 use super::snapshot::{PortFacts, Snapshot};
 use super::stats::SharedCounters;
 use super::steering::{self, OwnerHash};
-use super::worker::{self, TwinQueues, WorkerSetup};
+use super::twin_pump::{self, TwinPump, TwinQueues, WorkerRings};
+use super::worker::{self, WorkerSetup};
 use crate::control::config::{Config, InterfaceConfig};
 use crate::dpdk::{
     self, worker_lcores, Eal, LcoreJoin, Mempool, Port, PortSetup, PortStats, RxQueue, TxQueue,
@@ -31,7 +32,7 @@ use crate::kernel::vport::KernelPortGuard;
 use crate::lb::persistence::Templates;
 use crossbeam::channel::{self, Receiver, Sender};
 use log::{info, warn};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Per-lcore cache of the mbuf pool.
@@ -51,6 +52,10 @@ pub struct Handles {
     pub workers: Vec<WorkerLink>,
     /// What each port turned out to be (MAC, offloads), by port id.
     pub facts: Vec<PortFacts>,
+    /// Frames lost between the workers and the kernel twins (the kernel
+    /// refused them, or worker 0's ring down was full): a part of
+    /// `drop_kernel_queue_full` no worker counts.
+    pub kernel_dropped: Arc<AtomicU64>,
 }
 
 /// A port's kernel twin: its tap port, closed before the device goes.
@@ -66,6 +71,10 @@ struct Twin {
 pub struct Dataplane {
     lcores: Vec<LcoreJoin<Counters>>,
     stop: Arc<AtomicBool>,
+    /// Stopped after the workers (it holds the other ends of their rings)
+    /// and before the twins' ports close.
+    pump: Option<TwinPump>,
+    kernel_dropped: Arc<AtomicU64>,
     twins: Vec<Twin>,
     kernel_guards: Vec<KernelPortGuard>,
     ports: Vec<Port>,
@@ -145,6 +154,8 @@ impl Dataplane {
         let mut dataplane = Dataplane {
             lcores: Vec::new(),
             stop: Arc::new(AtomicBool::new(false)),
+            pump: None,
+            kernel_dropped: Arc::new(AtomicU64::new(0)),
             kernel_guards: Vec::new(),
             twins: Vec::new(),
             ports: Vec::new(),
@@ -192,7 +203,7 @@ impl Dataplane {
                         continue;
                     }
                 }
-                match dataplane.make_twin(iface, workers) {
+                match dataplane.make_twin(iface) {
                     Ok(t) => {
                         info!(
                             "port {}: kernel twin {} (net_tap, mac {})",
@@ -277,13 +288,45 @@ impl Dataplane {
                     .ok_or_else(|| format!("port {}: queues already taken", port.id()))?,
             );
         }
-        let mut twin_queues: Vec<(u16, Vec<(RxQueue, TxQueue)>)> = Vec::new();
-        for t in &mut dataplane.twins {
-            let q = t
-                .port
-                .take_queues()
-                .ok_or_else(|| format!("kernel twin {}: queues already taken", t.name))?;
-            twin_queues.push((t.data_port, q));
+        // The twins' pump and its rings: one up from every worker, one
+        // down to worker 0.
+        let mut kernel_ends: Vec<(Option<dpdk::RingProducer>, Option<dpdk::RingConsumer>)> =
+            (0..workers).map(|_| (None, None)).collect();
+        if !dataplane.twins.is_empty() {
+            let mut taps = Vec::new();
+            for t in &mut dataplane.twins {
+                let mut q: Vec<(RxQueue, TxQueue)> = t
+                    .port
+                    .take_queues()
+                    .ok_or_else(|| format!("kernel twin {}: queues already taken", t.name))?;
+                let (rx, tx) = q.remove(0);
+                taps.push(TwinQueues {
+                    data_port: t.data_port,
+                    rx,
+                    tx,
+                });
+            }
+            let socket = dataplane._eal.socket_id();
+            let mut rings = Vec::new();
+            for (w, ends) in kernel_ends.iter_mut().enumerate() {
+                let (up_p, up_c) =
+                    dpdk::ring(&format!("twin_up_{w}"), twin_pump::RING_SIZE, socket)
+                        .map_err(|e| e.to_string())?;
+                ends.0 = Some(up_p);
+                let down = if w == 0 {
+                    let (p, c) = dpdk::ring("twin_down_0", twin_pump::RING_SIZE, socket)
+                        .map_err(|e| e.to_string())?;
+                    ends.1 = Some(c);
+                    Some(p)
+                } else {
+                    None
+                };
+                rings.push(WorkerRings { up: up_c, down });
+            }
+            dataplane.pump = Some(
+                TwinPump::start(taps, rings, Arc::clone(&dataplane.kernel_dropped))
+                    .map_err(|e| format!("cannot start the kernel twins' thread: {e}"))?,
+            );
         }
 
         let start_tsc = dpdk::tsc();
@@ -302,17 +345,8 @@ impl Dataplane {
             let setup = WorkerSetup {
                 index: index as u16,
                 queues: queues.iter_mut().map(|q| q.remove(0)).collect(),
-                twins: twin_queues
-                    .iter_mut()
-                    .map(|(port, q)| {
-                        let (rx, tx) = q.remove(0);
-                        TwinQueues {
-                            port: *port,
-                            rx,
-                            tx,
-                        }
-                    })
-                    .collect(),
+                kernel_up: kernel_ends[index].0.take(),
+                kernel_down: kernel_ends[index].1.take(),
                 pool: Arc::clone(&dataplane.pool),
                 snapshots: reader,
                 shared: shared.clone(),
@@ -337,12 +371,14 @@ impl Dataplane {
                 replies: reply_rx,
             });
         }
+        let kernel_dropped = Arc::clone(&dataplane.kernel_dropped);
         Ok((
             dataplane,
             Handles {
                 publisher,
                 workers: links,
                 facts,
+                kernel_dropped,
             },
         ))
     }
@@ -350,7 +386,7 @@ impl Dataplane {
     /// Makes the kernel twin of `iface`'s port: a tap interface with the
     /// port's MAC (net_tap, one queue pair per worker), given the port's
     /// addresses and brought up.
-    fn make_twin(&self, iface: &InterfaceConfig, workers: u16) -> Result<Twin, String> {
+    fn make_twin(&self, iface: &InterfaceConfig) -> Result<Twin, String> {
         let data = self
             .ports
             .get(iface.port as usize)
@@ -362,9 +398,10 @@ impl Dataplane {
             &format!("iface={name},mac={}", data.mac()),
         )
         .map_err(|e| format!("{e}; is /dev/net/tun there, and CAP_NET_ADMIN given?"))?;
+        // One queue pair, the pump's.
         let setup = PortSetup {
-            rx_queues: workers,
-            tx_queues: workers,
+            rx_queues: 1,
+            tx_queues: 1,
             rx_desc: TWIN_DESC,
             tx_desc: TWIN_DESC,
             tx_checksum_offload: false,
@@ -426,6 +463,12 @@ impl Dataplane {
         if lost {
             return Err("a worker lcore returned no counters".into());
         }
+        // The pump's losses, once it has stopped.
+        drop(self.pump.take());
+        counters.add(
+            Counter::DropKernelQueueFull,
+            self.kernel_dropped.load(Ordering::Relaxed),
+        );
         Ok(counters)
     }
 }

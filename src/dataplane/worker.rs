@@ -1,9 +1,9 @@
 //! The worker lcore loop: rx burst from its queue on every port and from
 //! the rings other workers hand packets over on -> pipeline -> per-port tx
 //! buffers and per-worker handoff buffers -> flush; timers every
-//! millisecond (the kernel twins' queues among them, so an idle twin costs
-//! no system call per burst); a new configuration snapshot picked up
-//! between bursts.
+//! millisecond; a new configuration snapshot picked up between bursts.
+//! What is for the host kernel goes on a ring to the twin pump
+//! (`twin_pump`), never through a system call here.
 //! Everything it touches on the packet path is its own: the queues, the
 //! ring ends and the pipeline are values it owns.
 
@@ -41,18 +41,9 @@ impl PacketBuf for Mbuf {
     }
 }
 
-/// A worker's queues on the kernel twin of one port.
-pub struct TwinQueues {
-    /// The data port the twin stands for.
-    pub port: u16,
-    /// What the host kernel sends (to go out of `port`).
-    pub rx: RxQueue,
-    /// What goes up to the host kernel.
-    pub tx: TxQueue,
-}
-
-/// Bursts taken from one twin per timer tick at most: the way down is for
-/// the host's own traffic (checks, routing protocols, ssh), not bulk.
+/// Bursts taken from the kernel twins' ring per timer tick at most: the
+/// way down is for the host's own traffic (checks, routing protocols,
+/// ssh), not bulk.
 const TWIN_BURSTS_PER_TICK: usize = 8;
 
 /// What a worker needs to run; everything in it is the worker's own.
@@ -61,8 +52,10 @@ pub struct WorkerSetup {
     pub index: u16,
     /// Its (rx, tx) queue on every port, by port id.
     pub queues: Vec<(RxQueue, TxQueue)>,
-    /// Its queues on the ports' kernel twins (ports without one have none).
-    pub twins: Vec<TwinQueues>,
+    /// Its rings to and from the kernel twins' pump (None without twins;
+    /// only worker 0 gets frames down).
+    pub kernel_up: Option<RingProducer>,
+    pub kernel_down: Option<RingConsumer>,
     pub pool: Arc<Mempool>,
     /// Where its configuration snapshots come from.
     pub snapshots: SnapshotReader,
@@ -93,8 +86,8 @@ struct WorkerIo<'a> {
     tx: Vec<(TxQueue, ArrayVec<Mbuf, BURST>)>,
     /// Indexed by worker; with the ring each flushes into.
     handoff: Vec<(ArrayVec<Mbuf, BURST>, Option<RingProducer>)>,
-    /// Indexed by data port: the way up to its kernel twin, if it has one.
-    kernel: Vec<Option<(TxQueue, ArrayVec<Mbuf, BURST>)>>,
+    /// The way up to the kernel twins (each frame marked with its port).
+    kernel: Option<(RingProducer, ArrayVec<Mbuf, BURST>)>,
     sent: u64,
     tx_dropped: u64,
     ring_dropped: u64,
@@ -131,16 +124,16 @@ impl WorkerIo<'_> {
         buf.clear();
     }
 
-    /// Hands what is buffered for the kernel twin of `port` to it; what the
-    /// kernel refuses (its queue is full) is freed and counted.
-    fn flush_kernel(&mut self, port: u16) {
-        let Some(Some((queue, buf))) = self.kernel.get_mut(port as usize) else {
+    /// Puts what is buffered for the kernel twins on the ring up; what the
+    /// ring has no room for is freed and counted.
+    fn flush_kernel(&mut self) {
+        let Some((ring, buf)) = self.kernel.as_mut() else {
             return;
         };
         if buf.is_empty() {
             return;
         }
-        queue.burst(buf);
+        ring.enqueue(buf);
         self.kernel_dropped += buf.len() as u64;
         buf.clear();
     }
@@ -149,9 +142,7 @@ impl WorkerIo<'_> {
         for port in 0..self.tx.len() as u16 {
             self.flush_port(port);
         }
-        for port in 0..self.kernel.len() as u16 {
-            self.flush_kernel(port);
-        }
+        self.flush_kernel();
         for w in 0..self.handoff.len() as u16 {
             self.flush_handoff(w);
         }
@@ -219,19 +210,21 @@ impl Io<Mbuf> for WorkerIo<'_> {
     }
 
     #[inline]
-    fn to_kernel(&mut self, port: u16, pkt: Mbuf) {
-        let full = match self.kernel.get(port as usize) {
-            Some(Some((_, buf))) => buf.is_full(),
+    fn to_kernel(&mut self, port: u16, mut pkt: Mbuf) {
+        // The pump reads which twin from the mbuf.
+        pkt.set_port(port);
+        let full = match &self.kernel {
+            Some((_, buf)) => buf.is_full(),
             // The pipeline only sends here for ports with a twin.
-            _ => {
+            None => {
                 self.kernel_dropped += 1;
                 return;
             }
         };
         if full {
-            self.flush_kernel(port);
+            self.flush_kernel();
         }
-        if let Some(Some((_, buf))) = self.kernel.get_mut(port as usize) {
+        if let Some((_, buf)) = self.kernel.as_mut() {
             if let Err(e) = buf.try_push(pkt) {
                 drop(e.element());
                 self.kernel_dropped += 1;
@@ -245,7 +238,8 @@ pub fn run(setup: WorkerSetup) -> Counters {
     let WorkerSetup {
         index,
         queues,
-        twins,
+        kernel_up,
+        mut kernel_down,
         pool,
         mut snapshots,
         shared,
@@ -258,22 +252,13 @@ pub fn run(setup: WorkerSetup) -> Counters {
         stop,
     } = setup;
     let (mut rx, tx): (Vec<RxQueue>, Vec<TxQueue>) = queues.into_iter().unzip();
-    let mut kernel: Vec<Option<(TxQueue, ArrayVec<Mbuf, BURST>)>> =
-        (0..tx.len()).map(|_| None).collect();
-    let mut twin_rx: Vec<(u16, RxQueue)> = Vec::new();
-    for t in twins {
-        if let Some(slot) = kernel.get_mut(t.port as usize) {
-            *slot = Some((t.tx, ArrayVec::new()));
-            twin_rx.push((t.port, t.rx));
-        }
-    }
     let snapshot = snapshots.current();
     let mut pipeline: Pipeline<Mbuf> = Pipeline::with_shared(snapshot, index, shared);
     let mut io = WorkerIo {
         pool: &pool,
         tx: tx.into_iter().map(|q| (q, ArrayVec::new())).collect(),
         handoff: outbox.into_iter().map(|r| (ArrayVec::new(), r)).collect(),
-        kernel,
+        kernel: kernel_up.map(|r| (r, ArrayVec::new())),
         sent: 0,
         tx_dropped: 0,
         ring_dropped: 0,
@@ -334,13 +319,14 @@ pub fn run(setup: WorkerSetup) -> Counters {
         io.flush_all();
         if tsc >= next_timer {
             pipeline.poll(now_ms, &mut io);
-            for (port, queue) in twin_rx.iter_mut() {
+            if let Some(ring) = kernel_down.as_mut() {
                 for _ in 0..TWIN_BURSTS_PER_TICK {
-                    if queue.burst(&mut burst) == 0 {
+                    if ring.dequeue(&mut burst) == 0 {
                         break;
                     }
                     for m in burst.drain(..) {
-                        pipeline.from_kernel(*port, m, &mut io);
+                        let port = m.port();
+                        pipeline.from_kernel(port, m, &mut io);
                     }
                 }
             }
