@@ -61,6 +61,7 @@ pub fn check_state(state: &State, dataplane: &sluice::control::config::Dataplane
                     mac: EthernetAddress([0x02, 0, 0, 0, 0, p as u8]),
                     tx_checksum_offload: p % 2 == 1,
                     rx_partial_checksums: false,
+                    kernel_twin: p % 2 == 0,
                 })
                 .collect();
             let _ = Snapshot::from_inputs(&Inputs {
@@ -92,6 +93,7 @@ pub fn config(data: &[u8]) {
     assert_eq!(again.dataplane, config.dataplane);
     assert_eq!(again.synproxy, config.synproxy);
     assert_eq!(again.control, config.control);
+    assert_eq!(again.kernel, config.kernel);
     assert_eq!(again.eal, config.eal);
     // What a reload compares.
     let _ = config.restart_only_difference(base());

@@ -22,9 +22,9 @@ use crate::net::{self, opt, Reader, ETH_LEN, ICMP, TCP, UDP};
 use sluice::control::config::Config;
 use sluice::control::slots::RealSlots;
 use sluice::control::state::{Change, State};
-use sluice::dataplane::pipeline::{OwnerHash, Shared};
+use sluice::dataplane::pipeline::{KernelBudget, OwnerHash, Shared};
 use sluice::dataplane::snapshot::{Destination, Inputs, PortFacts, Snapshot};
-use sluice::dataplane::{Io, PacketBuf, Pipeline};
+use sluice::dataplane::{Counter, Io, PacketBuf, Pipeline};
 use sluice::lb::persistence::Templates;
 use sluice::lb::service::{ServiceKey, SynProxyMode};
 use sluice::lb::session::FlowKey;
@@ -223,6 +223,10 @@ struct FuzzIo {
     /// and toward the clients (port 0).
     recent: Rc<RefCell<[VecDeque<Sent>; 2]>>,
     sent: u64,
+    /// The ports have kernel twins.
+    twins: bool,
+    /// Frames handed up to the twins.
+    up: u64,
 }
 
 fn remember(q: &mut VecDeque<Sent>, s: Sent) {
@@ -298,22 +302,52 @@ impl Io<Buf> for FuzzIo {
         assert!(worker < WORKERS, "handed to worker {worker}");
         self.handed.push((worker, in_port, pkt));
     }
+    /// Up to a twin: only on a port that has one, only ARP or IPv4 for one
+    /// of the interfaces' own addresses. The kernel takes it (freed here).
+    fn to_kernel(&mut self, port: u16, pkt: Buf) {
+        self.up += 1;
+        assert!(
+            port < 2,
+            "up to the twin of port {port}, which does not exist"
+        );
+        assert!(self.twins, "up to the twin of port {port}, which has none");
+        let f = &pkt.bytes;
+        assert!(f.len() >= ETH_LEN, "a runt frame of {} bytes up", f.len());
+        match [f[12], f[13]] {
+            [0x08, 0x06] => {}
+            [0x08, 0x00] => {
+                let dst = net::ipv4_of(f).map(|ip| Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]));
+                assert!(
+                    dst == Some(WAN_IP) || dst == Some(LAN_IP),
+                    "up to the kernel for {dst:?}, not an interface address: {f:02x?}"
+                );
+            }
+            t => panic!("up to the kernel with ethertype {t:02x?}"),
+        }
+    }
 }
 
 // ---- the configuration and its variants ----
 
 /// The base configuration and the snapshots the `Switch` operation moves
-/// between (index 0: the base), for ports without and with tx offload.
+/// between (index 0: the base), per `setup_index`.
 struct Setup {
-    snaps: [Vec<Arc<Snapshot>>; 2],
+    snaps: [Vec<Arc<Snapshot>>; 4],
 }
 
-fn facts(offload: bool) -> [PortFacts; 2] {
+fn facts(offload: bool, twins: bool) -> [PortFacts; 2] {
     [LB_WAN, LB_LAN].map(|mac| PortFacts {
         mac: EthernetAddress(mac),
         tx_checksum_offload: offload,
         rx_partial_checksums: false,
+        kernel_twin: twins,
     })
+}
+
+/// Which of the setups: ports without or with tx checksum offload, and
+/// without or with kernel twins.
+fn setup_index(offload: bool, twins: bool) -> usize {
+    usize::from(offload) | (usize::from(twins) << 1)
 }
 
 fn key(proto: Proto, port: u16) -> ServiceKey {
@@ -397,7 +431,8 @@ fn setup() -> &'static Setup {
             }
             v
         };
-        let snaps = [false, true].map(|offload| {
+        let snaps = [0, 1, 2, 3].map(|i| {
+            let (offload, twins) = (i & 1 != 0, i & 2 != 0);
             let mut base_slots = RealSlots::new(config.dataplane.max_reals);
             base_slots.assign(base, 0).unwrap();
             variants
@@ -422,7 +457,7 @@ fn setup() -> &'static Setup {
                             slots: &slots,
                             expire_nodest_conn: *nodest,
                             retired: &retired,
-                            ports: &facts(offload),
+                            ports: &facts(offload, twins),
                             workers: WORKERS,
                             epoch: epoch as u64,
                         })
@@ -644,13 +679,15 @@ struct World {
 }
 
 impl World {
-    fn new(offload: bool, fail_every: u64) -> World {
-        let snaps = &setup().snaps[usize::from(offload)];
+    fn new(offload: bool, twins: bool, fail_every: u64) -> World {
+        let snaps = &setup().snaps[setup_index(offload, twins)];
         let base = Arc::clone(&snaps[0]);
         let shared = Shared {
             templates: Arc::new(Templates::new(256)),
             owner: OwnerHash::with_key(0x5eed, 0x1234),
             pending_budget: 48,
+            // Small, so that a few frames find it spent.
+            kernel_budget: KernelBudget::new(1000, 8),
         };
         let recent = Rc::new(RefCell::new([VecDeque::new(), VecDeque::new()]));
         let workers = (0..WORKERS)
@@ -664,6 +701,8 @@ impl World {
                     fail_every,
                     recent: Rc::clone(&recent),
                     sent: 0,
+                    twins,
+                    up: 0,
                 };
                 (p, io)
             })
@@ -1085,8 +1124,12 @@ impl World {
             net::fix_checksums(&mut frame);
         }
         let ok = net::checksum_fault(&frame).is_none();
+        // A worker consumes an ARP frame another one handed it (a copy of
+        // what it learned) without a counter of its own.
+        let handed_arp = op.flags & flag::HANDOFF != 0 && frame.get(12..14) == Some(&[0x08, 0x06]);
         let w = usize::from(op.flags & flag::WORKER);
         let now = self.now;
+        let before = self.fates();
         let (p, io) = &mut self.workers[w];
         let pkt = Buf::new(frame, ok);
         if op.flags & flag::HANDOFF != 0 {
@@ -1095,6 +1138,28 @@ impl World {
             p.process(port, pkt, now, io);
         }
         self.settle();
+        let after = self.fates();
+        assert!(
+            handed_arp || after.accounts_for_one_more(&before),
+            "a frame neither sent, up, waiting nor counted as dropped: {op:?}\n{before:?} -> {after:?}"
+        );
+    }
+
+    fn fates(&self) -> Fates {
+        let mut f = Fates::default();
+        for (p, io) in &self.workers {
+            let c = p.counters();
+            f.drops += Counter::ALL
+                .iter()
+                .filter(|&&k| is_drop_reason(k))
+                .map(|&k| c.get(k))
+                .sum::<u64>();
+            f.learned += c.get(Counter::ArpRepliesLearned);
+            f.sent += io.sent;
+            f.up += io.up;
+            f.waiting += p.neighbours().pending() + p.synproxy_held();
+        }
+        f
     }
 
     /// The timers run out: whatever waits for ARP is dropped after the
@@ -1109,6 +1174,35 @@ impl World {
             self.poll();
         }
         assert_eq!(live(), 0, "buffers still alive once every timer ran out");
+    }
+}
+
+/// The counters a dropped frame is counted in: the `drop_*` ones, a
+/// handoff to a worker that does not own it, a claim on our address.
+fn is_drop_reason(c: Counter) -> bool {
+    c.name().starts_with("drop_") || matches!(c, Counter::SteerMisses | Counter::ArpConflicts)
+}
+
+/// Where the frames went, over both workers: counted as dropped, learned
+/// (an ARP reply, consumed), sent, up to a twin, waiting (for ARP, or
+/// held by the SYN proxy).
+#[derive(Debug, Default, Clone, Copy)]
+struct Fates {
+    drops: u64,
+    learned: u64,
+    sent: u64,
+    up: u64,
+    waiting: usize,
+}
+
+impl Fates {
+    /// Whether one more frame went somewhere since `before`.
+    fn accounts_for_one_more(&self, before: &Fates) -> bool {
+        self.drops > before.drops
+            || self.learned > before.learned
+            || self.sent > before.sent
+            || self.up > before.up
+            || self.waiting > before.waiting
     }
 }
 
@@ -1254,14 +1348,16 @@ fn warm_up() -> &'static [Op] {
 }
 
 /// One fuzz input: a header byte (bit 0: ports with tx checksum offload;
-/// bits 1-6: every Nth buffer allocation fails, 0 = none), then operations.
+/// bits 1-6: every Nth buffer allocation fails, 0 = none; bit 7: kernel
+/// twins on both ports), then operations.
 pub fn run(data: &[u8]) {
     let mut r = Reader::new(data);
     let head = r.u8();
     let offload = head & 1 != 0;
     let fail_every = u64::from((head >> 1) & 0x3f);
+    let twins = head & 0x80 != 0;
     assert_eq!(live(), 0);
-    let mut world = World::new(offload, fail_every);
+    let mut world = World::new(offload, twins, fail_every);
     for op in warm_up() {
         world.exec(op);
         world.check_account(|| "the warm-up".into());
@@ -1281,7 +1377,7 @@ pub fn run(data: &[u8]) {
 /// What the warm-up leaves: sessions per worker, learned neighbours, sent
 /// frames (for the README and a sanity test).
 pub fn warm_up_summary() -> String {
-    let mut world = World::new(false, 0);
+    let mut world = World::new(false, false, 0);
     for op in warm_up() {
         world.exec(op);
     }
@@ -1298,7 +1394,7 @@ pub fn warm_up_summary() -> String {
     }
     let mut sum = world.workers[0].0.counters().clone();
     sum.merge(world.workers[1].0.counters());
-    for &c in sluice::dataplane::Counter::ALL {
+    for &c in Counter::ALL {
         if sum.get(c) != 0 {
             out += &format!("  {} {}\n", c.name(), sum.get(c));
         }
@@ -1323,12 +1419,34 @@ mod tests {
     fn inputs_of_every_operation_run() {
         for tag in 0..10u8 {
             for flags in [0u8, 1, 2, 0x0c, 0x10, 0x20, 0x40, 0x7f] {
-                let mut data = vec![tag & 1];
+                // Offload on odd tags, twins on every other pair.
+                let mut data = vec![(tag & 1) | ((tag & 2) << 6)];
                 for k in 0..4u8 {
                     data.extend_from_slice(&[tag, flags, k, k, 3, 200, 1, 9, 9, 9, 9, 9, 9, 9, 9]);
                 }
                 run(&data);
             }
+        }
+    }
+
+    #[test]
+    fn the_twins_get_what_is_for_the_interfaces() {
+        for twins in [false, true] {
+            let mut world = World::new(false, twins, 0);
+            for op in warm_up() {
+                world.exec(op);
+            }
+            let (addr, mac) = client(0);
+            let l4 = net::tcp(40000, 22, 1, 0, 0x02, 64240, &[], &[]);
+            let frame = net::frame(LB_WAN, mac, addr, WAN_IP, TCP, &l4);
+            world.exec(&Op::new(Kind::Raw {
+                port: 0,
+                bytes: frame,
+            }));
+            let up: u64 = world.workers.iter().map(|(_, io)| io.up).sum();
+            // Twins: the SYN, and the ARP replies of the warm-up.
+            assert_eq!(up > 0, twins, "{up} frames up");
+            world.drain();
         }
     }
 }
@@ -1338,9 +1456,10 @@ pub fn explain(data: &[u8]) -> String {
     let mut r = Reader::new(data);
     let head = r.u8();
     let mut out = format!(
-        "offload {}, allocation failing every {}\n",
+        "offload {}, allocation failing every {}, twins {}\n",
         head & 1,
-        (head >> 1) & 0x3f
+        (head >> 1) & 0x3f,
+        head >> 7
     );
     let mut n = 0;
     while !r.is_empty() && n < MAX_OPS {
