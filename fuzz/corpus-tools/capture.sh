@@ -52,7 +52,7 @@ scripts/testbed.sh down "$NAME" >/dev/null 2>&1 || true
 scripts/testbed.sh up "$NAME" --reals 2 --offloads off
 # The fuzz target's configuration, with a control socket of our own.
 { cat "$FUZZ/pipeline.toml"; printf '\n[control]\nsocket = "%s"\n' "$SOCK"; } >"$WORK/sluice.toml"
-in_ns lb "$SLUICE_BIN" run --config "$WORK/sluice.toml" </dev/null >"$WORK/sluice.out" 2>"$WORK/sluice.err" &
+ip netns exec "$NAME-lb" "$SLUICE_BIN" run --config "$WORK/sluice.toml" </dev/null >"$WORK/sluice.out" 2>"$WORK/sluice.err" &
 SLUICE_PID=$!
 for ((i = 0; i < 300; i++)); do
     grep -qx 'sluice: ready' "$WORK/sluice.out" && break
@@ -72,9 +72,11 @@ for i in range(3):
 
 scenario() {
     local name=$1; shift
-    in_ns lb tcpdump -i lb-wan -s 0 -U -w "$WORK/wan.pcap" 2>/dev/null &
+    # Not through in_ns (as sluice above): $! must be the process itself (ip
+    # netns exec execs it), not a subshell that sits out the SIGINT.
+    ip netns exec "$NAME-lb" tcpdump -i lb-wan -s 0 -U -w "$WORK/wan.pcap" 2>/dev/null &
     local t1=$!
-    in_ns lb tcpdump -i lb-lan -s 0 -U -w "$WORK/lan.pcap" 2>/dev/null &
+    ip netns exec "$NAME-lb" tcpdump -i lb-lan -s 0 -U -w "$WORK/lan.pcap" 2>/dev/null &
     local t2=$!
     sleep 1
     "$@" || true
