@@ -1178,9 +1178,16 @@ impl World {
 }
 
 /// The counters a dropped frame is counted in: the `drop_*` ones, a
-/// handoff to a worker that does not own it, a claim on our address.
+/// handoff to a worker that does not own it, a claim on our address, a
+/// real's refusal of a SYN-proxied connection (which frees the client's
+/// held ACK: a RST that goes on to wait for ARP leaves the number of
+/// waiting frames as it was).
 fn is_drop_reason(c: Counter) -> bool {
-    c.name().starts_with("drop_") || matches!(c, Counter::SteerMisses | Counter::ArpConflicts)
+    c.name().starts_with("drop_")
+        || matches!(
+            c,
+            Counter::SteerMisses | Counter::ArpConflicts | Counter::SynproxyRealRefused
+        )
 }
 
 /// Where the frames went, over both workers: counted as dropped, learned
