@@ -154,6 +154,14 @@ for _ in range(3):
 sys.exit(1)") || die "UDP: no echo from $NAT_VIP:5353"
 [[ $answer =~ ^r[12]\ client=${CLIENT_ADDR//./\\.}: ]] || die "UDP: unexpected echo '$answer'"
 log "UDP: $answer"
+# The container's kernel reaches a real through its twin (sluice1 holds the
+# lan address): what health checks and an operator's tools use.
+answer=$(docker exec "$(container_of sluice)" bash -c "
+exec 3<>/dev/tcp/${SLUICE_LAN_NET}.11/8080 || exit 1
+printf 'GET /whoami HTTP/1.0\\r\\n\\r\\n' >&3
+timeout 5 cat <&3" | tail -n 1) || die "twin: no TCP connection from sluice's container to ${SLUICE_LAN_NET}.11:8080"
+[[ $answer =~ ^r1\ client=${SLUICE_LAN_NET//./\\.}\.2: ]] || die "twin: unexpected answer '$answer'"
+log "twin: the container's kernel reaches r1 from ${SLUICE_LAN_NET}.2 ($answer)"
 
 WORK=$(mktemp -d /tmp/sluice-docker-test.XXXXXX)
 head -c "${BIG_SIZE_MB}M" /dev/urandom >"$WORK/big.bin"

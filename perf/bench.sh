@@ -17,7 +17,7 @@
 # case is valid only if sluice sends (tx) what it receives (rx) and holds
 # one session per flow: a rate of dropped packets would be worthless.
 #
-# Usage: perf/bench.sh [--quick] [--dir DIR] [--warmup S] [--measure S] [--only RE] [--core N] [--changes N]
+# Usage: perf/bench.sh [--quick] [--dir DIR] [--warmup S] [--measure S] [--only RE] [--core N] [--changes N] [--no-huge]
 #   --quick     1K and 64K flows only, shorter runs (a smoke test, ~2 min)
 #   --dir DIR   where pcaps, configs and logs go (default /tmp/sluice-perf)
 #   --only RE   run only the cases whose name matches RE (e.g. 'fullnat-tcp')
@@ -28,6 +28,8 @@
 #               (perf/changes.py: a real's weight flips between 1 and 2, so
 #               each change publishes a new snapshot to the worker); the
 #               table gets a row CASE+chg beside the plain one
+#   --no-huge   4 KiB pages even where hugepages could be reserved (what
+#               happens anyway when they cannot; figures are then lower)
 # Needs root (hugepages, DPDK). Honours CARGO_TARGET_DIR. On a shared machine
 # it waits for the worker's cpu to be quiet and reruns disturbed cases, within
 # QUIET_WAIT (120 s per wait) and WAIT_BUDGET (420 s in all); RETRIES=0 skips
@@ -42,6 +44,7 @@ MEASURE=""
 ONLY=""
 WORKER_CORE=1
 CHANGES=0
+NO_HUGE=0
 while (($#)); do
     case $1 in
         --quick) QUICK=1 ;;
@@ -51,6 +54,7 @@ while (($#)); do
         --only) ONLY=$2; shift ;;
         --core) WORKER_CORE=$2; shift ;;
         --changes) CHANGES=$2; shift ;;
+        --no-huge) NO_HUGE=1 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "bench: unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -131,6 +135,13 @@ done
 pcap_of() { echo "$DIR/$1.pcap"; }
 packets_of() { echo $(($2 * $3)); } # name flows k
 mbufs_of() { echo $(($1 + SPARE_MBUFS)); } # packets
+# MB of --no-huge memory (-m) for a pool of $1 mbufs. With 4 KiB pages
+# DPDK 22.11 cannot place a pool in -m of its own size: 540,671 mbufs (the
+# 64K case, 1.28 GB) fail with "Cannot allocate memory" at -m 3000 and
+# start at -m 6000; 2.1M (1M flows) start at -m 10500. Twice the pool and a
+# GB more is what was seen to work.
+no_huge_mb() { echo $(($1 * MBUF_BYTES / 1048576 * 2 + 1024)); }
+
 
 # ---- pcaps (kept between runs while pcapgen is unchanged) ----
 for c in "${CASES[@]}"; do
@@ -165,27 +176,54 @@ restore_hugepages() {
     fi
 }
 CHILD=""
+# sluice runs in a network namespace of its own: its port's kernel twin
+# (net_tap, on by default, so the bench measures the packet path with twins
+# present) then carries the bench's addresses and routes there, not on the
+# host. `ip netns exec` execs, so $! is sluice itself (a shell function
+# here would put a subshell between).
+BENCH_NS=sluice-bench-$$
+ip netns add "$BENCH_NS" || die "cannot make network namespace $BENCH_NS"
+IN_BENCH_NS=(ip netns exec "$BENCH_NS")
 cleanup() {
     if [[ -n $CHILD ]] && kill -0 "$CHILD" 2>/dev/null; then
         kill -KILL "$CHILD" 2>/dev/null || true
     fi
+    ip netns del "$BENCH_NS" 2>/dev/null || true
     restore_hugepages
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 need_pages=$(( (max_mb + 1) / 2 ))
-if ((HUGE_ORIG < need_pages)); then
-    echo "$need_pages" >/proc/sys/vm/nr_hugepages 2>/dev/null || true
+# Pages other programs hold stay theirs: reserve what is missing on top.
+free_pages=$(awk '/HugePages_Free/ {print $2}' /proc/meminfo)
+if ((!NO_HUGE && free_pages < need_pages)); then
+    echo $((HUGE_ORIG + need_pages - free_pages)) >/proc/sys/vm/nr_hugepages 2>/dev/null || true
     HUGE_SET=$(cat /proc/sys/vm/nr_hugepages)
 fi
 free_pages=$(awk '/HugePages_Free/ {print $2}' /proc/meminfo)
-if grep -qs ' /dev/hugepages hugetlbfs ' /proc/mounts && ((free_pages >= need_pages)); then
+if ((!NO_HUGE)) && grep -qs ' /dev/hugepages hugetlbfs ' /proc/mounts && ((free_pages >= need_pages)); then
     MEM_MODE=hugepages
     log "memory: $free_pages free 2 MiB hugepages (need $need_pages for ${max_mb} MB)"
 else
     MEM_MODE=no-huge
-    log "warning: only $free_pages free hugepages (need $need_pages): using --no-huge" \
-        "(4 KiB pages; both programs pay TLB misses on the mbufs)"
+    if ((NO_HUGE)); then
+        log "memory: --no-huge as asked (4 KiB pages; both programs pay TLB misses on the mbufs)"
+    else
+        log "warning: only $free_pages free hugepages (need $need_pages): using --no-huge" \
+            "(4 KiB pages; both programs pay TLB misses on the mbufs)"
+    fi
+    # One DPDK process runs at a time; the biggest case must fit in memory.
+    max_mbufs=0
+    for c in "${CASES[@]}"; do
+        read -r name proto flows k <<<"$c"
+        m=$(mbufs_of $((flows * k)))
+        ((m > max_mbufs)) && max_mbufs=$m
+    done
+    avail_mb=$(awk '/MemAvailable/ {print int($2 / 1024)}' /proc/meminfo)
+    want_mb=$(no_huge_mb "$max_mbufs")
+    ((want_mb <= avail_mb)) \
+        || die "--no-huge needs ${want_mb} MB for the largest case and ${avail_mb} MB is available:" \
+            "reserve $need_pages free 2 MiB hugepages, or leave out the large cases (--quick, --only)"
 fi
 
 # EAL memory arguments for a pool of $1 mbufs, one per line.
@@ -193,7 +231,7 @@ eal_mem() {
     if [[ $MEM_MODE == hugepages ]]; then
         echo "--in-memory"
     else
-        printf '%s\n' --no-huge -m $(($1 * MBUF_BYTES / 1048576 + 512))
+        printf '%s\n' --no-huge -m "$(no_huge_mb "$1")"
     fi
 }
 
@@ -320,7 +358,7 @@ check_translation() { # mode proto
     "$PCAPGEN" --out "$in" --flows 64 --proto "$proto" --packets-per-flow $k >/dev/null
     rm -f "$out"
     write_config "$mode" "$proto" "$in,tx_pcap=$out" 16383 4096 "$cfg"
-    "$SLUICE" run --config "$cfg" >"$so" 2>"$so.err" </dev/null &
+    "${IN_BENCH_NS[@]}" "$SLUICE" run --config "$cfg" >"$so" 2>"$so.err" </dev/null &
     CHILD=$!
     local pid=$CHILD ok=1 why=""
     if ! wait_lines "$pid" "$so" 1 '^sluice: ready' "$START_TIMEOUT"; then
@@ -428,7 +466,7 @@ run_sluice() { # case mode proto pcap mbufs flows [changes-per-second]
         expect_sessions=0
     fi
     rm -f "$out"
-    "$SLUICE" run --config "$cfg" --stats 1 >"$out" 2>"$out.err" </dev/null &
+    "${IN_BENCH_NS[@]}" "$SLUICE" run --config "$cfg" --stats 1 >"$out" 2>"$out.err" </dev/null &
     CHILD=$!
     local pid=$CHILD
     S_PPS=0 S_LO=0 S_HI=0 S_CPP=0 S_SESSIONS=0 S_TXRX=0 S_RSS=0 S_WAIT=0

@@ -179,6 +179,11 @@ fn run(path: Option<PathBuf>, stats: Option<f64>) -> ExitCode {
         .has_twins()
         .then(|| KernelRoutes::new(config.kernel.route_metric));
     let mut plane = ControlPlane::new(config, path, handles);
+    if let Some(routes) = kernel_routes.as_mut() {
+        // In the kernel before "ready", so that what starts after sluice
+        // finds the routes there.
+        routes.sync(&plane.state().routes);
+    }
     println!("sluice: ready");
     let _ = std::io::stdout().flush();
 

@@ -515,7 +515,12 @@ fn schedulers_distribute_as_ipvs_does() {
                 .unwrap()
         })
         .collect();
-    thread::sleep(Duration::from_millis(800));
+    // r2 stays drained until all four are established on r1 (starting four
+    // curls can take a loaded machine more than a fixed pause); 10 s at most.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while real_row(&lb.ctl_ok(&["-L", "-n"]), R1)[4] != "4" && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(100));
+    }
     lb.ctl_ok(&["-e", "-t", vip, "-r", R2, "-w", "1", "-m"]);
     let listing = lb.ctl_ok(&["-L", "-n"]);
     assert_eq!(

@@ -397,7 +397,7 @@ impl Dataplane {
             &format!("net_tap{}", iface.port),
             &format!("iface={name},mac={}", data.mac()),
         )
-        .map_err(|e| format!("{e}; is /dev/net/tun there, and CAP_NET_ADMIN given?"))?;
+        .map_err(|e| format!("{e}; is /dev/net/tun there, CAP_NET_ADMIN given, the net_tap driver installed (librte-net-tap23)?"))?;
         // One queue pair, the pump's.
         let setup = PortSetup {
             rx_queues: 1,
