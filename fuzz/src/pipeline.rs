@@ -1154,7 +1154,7 @@ impl World {
                 .filter(|&&k| is_drop_reason(k))
                 .map(|&k| c.get(k))
                 .sum::<u64>();
-            f.learned += c.get(Counter::ArpRepliesLearned);
+            f.consumed += c.get(Counter::ArpRepliesLearned) + c.get(Counter::SynproxyHandshakes);
             f.sent += io.sent;
             f.up += io.up;
             f.waiting += p.neighbours().pending() + p.synproxy_held();
@@ -1190,13 +1190,14 @@ fn is_drop_reason(c: Counter) -> bool {
         )
 }
 
-/// Where the frames went, over both workers: counted as dropped, learned
-/// (an ARP reply, consumed), sent, up to a twin, waiting (for ARP, or
-/// held by the SYN proxy).
+/// Where the frames went, over both workers: counted as dropped, consumed
+/// (an ARP reply learned; a real's SYN-ACK that completes a SYN-proxied
+/// handshake, which releases the held client ACK if there is one), sent,
+/// up to a twin, waiting (for ARP, or held by the SYN proxy).
 #[derive(Debug, Default, Clone, Copy)]
 struct Fates {
     drops: u64,
-    learned: u64,
+    consumed: u64,
     sent: u64,
     up: u64,
     waiting: usize,
@@ -1206,7 +1207,7 @@ impl Fates {
     /// Whether one more frame went somewhere since `before`.
     fn accounts_for_one_more(&self, before: &Fates) -> bool {
         self.drops > before.drops
-            || self.learned > before.learned
+            || self.consumed > before.consumed
             || self.sent > before.sent
             || self.up > before.up
             || self.waiting > before.waiting
