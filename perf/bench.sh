@@ -2,8 +2,9 @@
 # perf/bench.sh: sluice's packet rate beside dpdk-testpmd, on the same core.
 #
 # For each case (TCP 1K / 64K / 1M flows, UDP 64K and a 1M-source SYN flood
-# answered by the SYN proxy, each in NAT and
-# FULLNAT), on one pcap replayed forever by net_pcap (infinite_rx=1):
+# answered by the SYN proxy, each in NAT and FULLNAT, and the TCP flow cases
+# in FULLNAT with client_address = "proxy-v2", mode fullnat-proxy), on one
+# pcap replayed forever by net_pcap (infinite_rx=1):
 #   1. dpdk-testpmd --forward-mode=5tswap: the framework's ceiling on lcore 1;
 #   2. sluice, one worker on lcore 1, static neighbours (nothing waits on ARP),
 # the main lcore of both on lcore 0.
@@ -13,7 +14,12 @@
 # Before the cases, a translation check replays a small pcap once through
 # sluice in each mode with tx_pcap: every packet must come out translated
 # (real server as destination, local address as source in FULLNAT) with
-# valid checksums, and no drop counter may move. During the timed runs a
+# valid checksums, and no drop counter may move; in fullnat-proxy each flow
+# also gets one 28-byte PROXY protocol header segment ahead of its first
+# data segment. No real server answers in the bench, so a proxy-v2 session
+# never sees its header acknowledged: every packet takes the path a
+# connection's first round trip takes (the decision, then the offsets),
+# an upper bound of the steady state's cost. During the timed runs a
 # case is valid only if sluice sends (tx) what it receives (rx) and holds
 # one session per flow: a rate of dropped packets would be worthless.
 #
@@ -78,7 +84,11 @@ ALL_CASES=(
     # answered by the SYN proxy with a cookie (synproxy = true), no session.
     "syn-1m  tcp 1048576 1"
 )
-MODES=(nat fullnat)
+MODES=(nat fullnat fullnat-proxy)
+
+# Whether mode $1 applies to case or protocol $2: the PROXY header is for
+# TCP connections (tcp-*), not UDP nor the SYN flood, which makes none.
+mode_fits() { [[ $1 != fullnat-proxy || $2 == tcp* ]]; }
 # Mbufs beyond the ones net_pcap fills with the pcap: rx bursts in flight,
 # tx buffers and the per-lcore caches of both lcores.
 SPARE_MBUFS=16383
@@ -126,6 +136,7 @@ for c in "${ALL_CASES[@]}"; do
     if ((QUICK)) && ((flows > 65536)); then continue; fi
     want=0
     for m in "${MODES[@]}"; do
+        mode_fits "$m" "$name" || continue
         [[ -z $ONLY || $m-$name =~ $ONLY ]] && want=1
     done
     ((want)) && CASES+=("$c")
@@ -238,20 +249,24 @@ eal_mem() {
 # sluice configuration from a template in perf/configs.
 write_config() { # mode proto pcap-vdev-args mbufs max_sessions out
     local mode=$1 proto=$2 vdev=$3 mbufs=$4 max_sessions=$5 out=$6 mem=""
-    local a
+    local a template=$mode client_address=none
+    if [[ $mode == fullnat-proxy ]]; then template=fullnat; client_address=proxy-v2; fi
     while read -r a; do mem+="\"$a\", "; done < <(eal_mem "$mbufs")
     sed -e "s|@EAL_MEM@|$mem|" -e "s|@PCAP@,infinite_rx=1|$vdev|" \
         -e "s|@MBUFS@|$mbufs|" -e "s|@MAX_SESSIONS@|$max_sessions|" \
         -e "s|@PROTO@|$proto|" -e "s|@MAIN_LCORE@|$MAIN_CORE|" \
-        "$ROOT/perf/configs/$mode.toml.in" >"$out"
+        -e "s|^mode = \"fullnat\"$|&\nclient_address = \"$client_address\"|" \
+        "$ROOT/perf/configs/$template.toml.in" >"$out"
     printf '\n[control]\nsocket = "%s"\n' "$RUN_LOG/sluice.sock" >>"$out"
     "$SLUICE" check --config "$out" >/dev/null || die "$out: sluice refused the configuration"
 }
 
 # Waits until file $2 has $3 lines matching $4, while process $1 lives.
+# The file may not exist yet (the process's shell opens it after the fork):
+# grep then prints nothing, which counts as 0.
 wait_lines() { # pid file count regex timeout
-    local pid=$1 file=$2 count=$3 re=$4 timeout=$5 t=0
-    while (($(grep -c -E "$re" "$file" 2>/dev/null || true) < count)); do
+    local pid=$1 file=$2 count=$3 re=$4 timeout=$5 t=0 n
+    while n=$(grep -c -E "$re" "$file" 2>/dev/null); ((${n:-0} < count)); do
         kill -0 "$pid" 2>/dev/null || return 1
         sleep 0.2
         t=$((t + 1))
@@ -366,7 +381,10 @@ check_translation() { # mode proto
     fi
     sleep 1
     stop_process "$pid"
-    local rc=$STOP_RC packets=$((64 * k))
+    local rc=$STOP_RC packets=$((64 * k)) headers=0
+    # fullnat-proxy: a header segment of sluice's own ahead of each flow's
+    # first data segment (its ACK, which would carry it, is not in the pcap).
+    [[ $mode == fullnat-proxy ]] && headers=64
     counter() { awk -v n="$1" '$1 == n {print $2}' "$so"; }
     if ((ok)); then
         local in_pkts drops
@@ -378,7 +396,9 @@ check_translation() { # mode proto
         ip_out=$(grep -c -E '^ +[0-9.]+ > [0-9.]+: ' <<<"$dump" || true)
         bad=$(grep -c -E 'incorrect|bad cksum|bad udp cksum' <<<"$dump" || true)
         dst_ok=$(grep -c -E '^ +[0-9.]+ > 10\.2\.0\.[1-8]\.8080: ' <<<"$dump" || true)
-        if [[ $mode == fullnat ]]; then
+        local proxy_headers
+        proxy_headers=$(grep -c -E ', length 28(: .*)?$' <<<"$dump" || true)
+        if [[ $mode == fullnat* ]]; then
             src_ok=$(grep -c -E '^ +10\.3\.0\.[0-9]+\.[0-9]+ > ' <<<"$dump" || true)
         else
             src_ok=$(grep -c -E '^ +172\.(1[6-9]|2[0-9]|3[01])\.[0-9]+\.[0-9]+\.[0-9]+ > ' <<<"$dump" || true)
@@ -386,14 +406,17 @@ check_translation() { # mode proto
         if [[ $rc != 0 ]]; then why="sluice exited with status $rc"; ok=0
         elif [[ ${in_pkts:-0} != "$packets" ]]; then why="in_pkts=${in_pkts:-?}, expected $packets"; ok=0
         elif ((drops != 0)); then why="drop counters moved by $drops (see $so)"; ok=0
-        elif ((ip_out != packets)); then why="$ip_out IPv4 packets out of $packets in"; ok=0
+        elif ((ip_out != packets + headers)); then why="$ip_out IPv4 packets out of $packets in (+ $headers headers)"; ok=0
         elif ((bad != 0)); then why="$bad packets with a bad checksum"; ok=0
-        elif ((dst_ok != packets || src_ok != packets)); then
-            why="addresses not translated as expected ($dst_ok/$packets to a real, $src_ok/$packets from the right source)"; ok=0
+        elif ((proxy_headers != headers)); then why="$proxy_headers PROXY header segments, expected $headers"; ok=0
+        elif ((dst_ok != packets + headers || src_ok != packets + headers)); then
+            why="addresses not translated as expected ($dst_ok/$((packets + headers)) to a real, $src_ok from the right source)"; ok=0
         fi
     fi
     if ((ok)); then
-        log "translation check $mode $proto: ok ($packets packets translated, checksums valid, no drops)"
+        local extra=""
+        ((headers)) && extra=" and $headers PROXY header segments"
+        log "translation check $mode $proto: ok ($packets packets translated$extra, checksums valid, no drops)"
     else
         log "warning: translation check $mode $proto FAILED: $why"
     fi
@@ -402,9 +425,11 @@ check_translation() { # mode proto
 
 for mode in "${MODES[@]}"; do
     for proto in tcp udp; do
+        mode_fits "$mode" "$proto" || continue
         need=0
         for c in "${CASES[@]}"; do
             read -r name p _ <<<"$c"
+            mode_fits "$mode" "$name" || continue
             [[ $p == "$proto" && ( -z $ONLY || $mode-$name =~ $ONLY ) ]] && need=1
         done
         ((need)) && check_translation "$mode" "$proto"
@@ -479,9 +504,10 @@ run_sluice() { # case mode proto pcap mbufs flows [changes-per-second]
     local w0 t0 rss changer=""
     if ((changes > 0)); then
         # On the main lcore's cpu, like any control client: the worker's
-        # cpu measures the swaps, not the client.
+        # cpu measures the swaps, not the client. fullnat-proxy's reals
+        # are FULLNAT reals.
         taskset -c "$MAIN_CORE" python3 "$ROOT/perf/changes.py" "$RUN_LOG/sluice.sock" \
-            "$changes" "$proto" "$mode" >"$out.changes" 2>&1 &
+            "$changes" "$proto" "${mode%-proxy}" >"$out.changes" 2>&1 &
         changer=$!
     fi
     w0=$(worker_wait_ns "$pid"); t0=$(date +%s%N)
@@ -554,6 +580,7 @@ for c in "${CASES[@]}"; do
     mbufs=$(mbufs_of "$packets")
     for mode in "${MODES[@]}"; do
         case=$mode-$name
+        mode_fits "$mode" "$name" || continue
         [[ -n $ONLY && ! $case =~ $ONLY ]] && continue
         best=""
         for attempt in $(seq 0 "$RETRIES"); do
@@ -587,7 +614,7 @@ for c in "${CASES[@]}"; do
         SLUICE_PPS[$case]=$s_pps
         RSS_KB[$case]=$s_rss
         MAXS[$case]=$((flows + flows / 8 + 1024))
-        ROWS+=("$(printf '%-18s %9s %9s %7s %8s %9s %6s %6s %s' "$case" "$(mpps "$t_pps")" \
+        ROWS+=("$(printf '%-22s %9s %9s %7s %8s %9s %6s %6s %s' "$case" "$(mpps "$t_pps")" \
             "$(mpps "$s_pps")" "$ratio" "$s_cpp" "$s_sess" "$t_cont" "$s_cont" "$valid")")
         if ((CHANGES > 0)); then
             # The same case again while the configuration changes, beside
@@ -597,7 +624,7 @@ for c in "${CASES[@]}"; do
             run_sluice "$case-chg" "$mode" "$proto" "$pcap" "$mbufs" "$flows" "$CHANGES"
             c_ratio=$(awk -v s="$S_PPS" -v t="$t_pps" 'BEGIN {printf "%.3f", (t > 0 ? s / t : 0)}')
             log "$case+chg: sluice $(mpps "$S_PPS") Mpps, $S_CPP cycles/pkt, $S_CHANGES${S_WHY:+ -- $S_WHY}"
-            ROWS+=("$(printf '%-18s %9s %9s %7s %8s %9s %6s %6s %s' "$case+chg" "$(mpps "$t_pps")" \
+            ROWS+=("$(printf '%-22s %9s %9s %7s %8s %9s %6s %6s %s' "$case+chg" "$(mpps "$t_pps")" \
                 "$(mpps "$S_PPS")" "$c_ratio" "$S_CPP" "$S_SESSIONS" "$t_cont" "$S_WAIT" "$S_VALID $S_CHANGES")")
             JSONS+=("$(printf '{"case":"%s+chg","changes_per_s":%s,"testpmd_mpps":%s,"sluice_mpps":%s,"ratio":%s,"cycles_per_pkt":%s,"sessions":%s,"valid":%s,"applied":"%s"%s}' \
                 "$case" "$CHANGES" "$(mpps "$t_pps")" "$(mpps "$S_PPS")" "$c_ratio" "$S_CPP" "$S_SESSIONS" "$S_VALID" \
@@ -615,8 +642,8 @@ echo
 echo "sluice beside dpdk-testpmd (5tswap), one worker on lcore $WORKER_CORE, 64-byte frames from net_pcap"
 echo "($(nproc) cpus, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), TSC ${TSC_MHZ:-?} MHz," \
     "memory: $MEM_MODE, warm-up ${WARMUP}s, mean of ${MEASURE} 1-s samples, $(date -u +%FT%TZ))"
-printf '%-18s %9s %9s %7s %8s %9s %6s %6s %s\n' case "testpmd" "sluice" ratio "cyc/pkt" sessions "wait%T" "wait%S" valid
-printf '%-18s %9s %9s %7s %8s %9s %6s %6s %s\n' "" "Mpps" "Mpps" "" "(sluice)" "" "" "" ""
+printf '%-22s %9s %9s %7s %8s %9s %6s %6s %s\n' case "testpmd" "sluice" ratio "cyc/pkt" sessions "wait%T" "wait%S" valid
+printf '%-22s %9s %9s %7s %8s %9s %6s %6s %s\n' "" "Mpps" "Mpps" "" "(sluice)" "" "" "" ""
 printf '%s\n' "${ROWS[@]}"
 echo "(wait%: share of the measurement the worker thread was runnable but preempted, testpmd/sluice)"
 for mode in "${MODES[@]}"; do

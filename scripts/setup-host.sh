@@ -10,6 +10,8 @@ PACKAGES=(
     wrk prometheus hping3
     # deploy/: dpdk-devbind.py (package dpdk), systemd-analyze for the unit checks
     dpdk systemd
+    # tests/client_address.rs: losing one chosen segment of each connection (connbytes)
+    iptables
 )
 HUGEPAGES=${SLUICE_HUGEPAGES:-512}
 

@@ -16,7 +16,7 @@
 
 use crate::control::state::{Change, ServiceKey};
 use crate::lb::scheduler::{SchedFlags, SchedulerKind};
-use crate::lb::service::{ForwardMode, Persistence, SynProxyMode};
+use crate::lb::service::{ClientAddressMode, ForwardMode, Persistence, SynProxyMode};
 use crate::lb::Proto;
 use crate::net::cidr::Ipv4Cidr;
 use crate::wire::EthernetAddress;
@@ -157,6 +157,8 @@ pub struct ServiceView {
     pub persistence: Option<Persistence>,
     #[serde(default)]
     pub synproxy: SynProxyMode,
+    #[serde(default)]
+    pub client_address: ClientAddressMode,
     pub mode: ForwardMode,
     pub laddrs: Vec<LaddrView>,
     pub stats: StatsView,

@@ -11,7 +11,7 @@ use crate::control::state::{
 };
 use crate::lb::laddr;
 use crate::lb::scheduler::{SchedFlags, SchedulerKind};
-use crate::lb::service::{ForwardMode, SynProxyMode};
+use crate::lb::service::{ClientAddressMode, ForwardMode, SynProxyMode};
 use crate::lb::Proto;
 use crate::net::cidr::Ipv4Cidr;
 use crate::wire::EthernetAddress;
@@ -347,6 +347,8 @@ struct RawService {
     persistence_netmask: Option<String>,
     /// true, false or "auto" (the default).
     synproxy: Option<RawSynProxy>,
+    /// "none" (the default), "proxy-v2" or "toa".
+    client_address: Option<String>,
     #[serde(default, rename = "real")]
     reals: Vec<RawReal>,
     #[serde(default)]
@@ -810,6 +812,23 @@ impl Validator<'_> {
                     )
                 })?,
             };
+            let client_address = match &s.client_address {
+                None => ClientAddressMode::default(),
+                Some(w) => w.parse().map_err(|_| {
+                    self.err(
+                        f("client_address"),
+                        format!("{w:?}: expected \"none\", \"proxy-v2\" or \"toa\""),
+                    )
+                })?,
+            };
+            if client_address != ClientAddressMode::None && mode == ForwardMode::Nat {
+                return Err(self.err(
+                    f("client_address"),
+                    format!(
+                        "{client_address} needs mode = \"fullnat\" (in NAT the reals see the client's address already)"
+                    ),
+                ));
+            }
             if !seen.insert((proto, vip)) {
                 return Err(self.err(
                     f("vip"),
@@ -829,6 +848,7 @@ impl Validator<'_> {
                         flags,
                         persistence,
                         synproxy,
+                        client_address,
                     },
                 },
             });
@@ -1127,6 +1147,47 @@ udp = 30
         assert!(e.contains("dataplane.local_port_range"), "{e}");
         let c = with("[dataplane]\nlocal_port_range = [40000, 40007]\n").unwrap();
         assert_eq!(c.dataplane.local_port_range, 40000..=40007);
+    }
+
+    #[test]
+    fn client_address_is_for_fullnat_tcp_services() {
+        let svc = |proto: &str, mode: &str, client_address: &str| {
+            let laddrs = if mode == "fullnat" {
+                "laddrs = [\"192.168.10.100\"]\n"
+            } else {
+                ""
+            };
+            format!(
+                "[[service]]\nvip = \"10.10.0.100:80\"\nproto = \"{proto}\"\nmode = \"{mode}\"\n\
+                 {laddrs}client_address = \"{client_address}\"\n[[service.real]]\naddr = \"172.16.0.2:80\"\n"
+            )
+        };
+        for (word, mode) in [
+            ("none", ClientAddressMode::None),
+            ("proxy-v2", ClientAddressMode::ProxyV2),
+            ("toa", ClientAddressMode::Toa),
+        ] {
+            let c = with(&svc("tcp", "fullnat", word)).unwrap();
+            assert_eq!(c.state.services[0].options.client_address, mode);
+        }
+        let c = with(&svc("tcp", "fullnat", "none").replace("client_address = \"none\"\n", ""))
+            .unwrap();
+        assert_eq!(
+            c.state.services[0].options.client_address,
+            ClientAddressMode::None,
+            "the default"
+        );
+        let e = err(&svc("tcp", "nat", "proxy-v2"));
+        assert!(e.contains("service[0].client_address"), "{e}");
+        assert!(e.contains("fullnat"), "{e}");
+        let e = err(&svc("udp", "fullnat", "toa"));
+        assert!(e.contains("service[0].client_address"), "{e}");
+        assert!(e.contains("TCP"), "{e}");
+        let e = err(&svc("tcp", "fullnat", "proxy-v1"));
+        assert!(e.contains("service[0].client_address"), "{e}");
+        assert!(e.contains("proxy-v2"), "{e}");
+        // NAT with "none" is fine.
+        with(&svc("tcp", "nat", "none")).unwrap();
     }
 
     #[test]

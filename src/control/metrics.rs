@@ -315,6 +315,7 @@ mod tests {
                 flags: SchedFlags::default(),
                 persistence: None,
                 synproxy: Default::default(),
+                client_address: Default::default(),
                 mode: ForwardMode::Nat,
                 laddrs: vec![],
                 stats: StatsView {

@@ -492,6 +492,7 @@ impl ControlPlane {
                 flags: s.options.flags,
                 persistence: s.options.persistence,
                 synproxy: s.options.synproxy,
+                client_address: s.options.client_address,
                 mode: s.mode(),
                 laddrs: s
                     .laddrs

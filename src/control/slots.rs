@@ -198,6 +198,7 @@ mod tests {
                 flags: SchedFlags::default(),
                 persistence: None,
                 synproxy: Default::default(),
+                client_address: Default::default(),
             },
         }];
         for r in reals {

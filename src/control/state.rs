@@ -14,7 +14,9 @@
 use crate::control::config::InterfaceConfig;
 use crate::lb::laddr;
 use crate::lb::scheduler::{SchedFlags, SchedulerKind};
-pub use crate::lb::service::{ForwardMode, Persistence, ServiceKey, SynProxyMode};
+pub use crate::lb::service::{
+    ClientAddressMode, ForwardMode, Persistence, ServiceKey, SynProxyMode,
+};
 use crate::lb::tcp_state::Timeouts;
 use crate::net::cidr::Ipv4Cidr;
 use crate::net::route::RouteTable;
@@ -39,6 +41,10 @@ pub struct ServiceOptions {
     /// flood.
     #[serde(default)]
     pub synproxy: SynProxyMode,
+    /// FULLNAT TCP only: how the reals learn the client's address (`none`,
+    /// the default; `proxy-v2`; `toa`).
+    #[serde(default)]
+    pub client_address: ClientAddressMode,
 }
 
 /// A real server of a service (`-a`/`-e`).
@@ -324,7 +330,10 @@ impl State {
             }
             Change::EditService { key, options } => {
                 check_options(key, options)?;
-                self.service_mut(key)?.options = options.clone();
+                let service = self.service_mut(key)?;
+                let mode = (!service.reals.is_empty()).then(|| service.mode());
+                check_client_address(key, options.client_address, mode)?;
+                service.options = options.clone();
             }
             Change::DeleteService { key } => {
                 let before = self.services.len();
@@ -356,12 +365,14 @@ impl State {
                     ));
                 }
                 check_mode(service, real.mode, None)?;
+                check_client_address(key, service.options.client_address, Some(real.mode))?;
                 service.reals.push(*real);
             }
             Change::EditReal { key, real } => {
                 check_weight(real.weight)?;
                 let service = self.service_mut(key)?;
                 check_mode(service, real.mode, Some(real.addr))?;
+                check_client_address(key, service.options.client_address, Some(real.mode))?;
                 let existing = service
                     .reals
                     .iter_mut()
@@ -585,6 +596,15 @@ fn check_options(key: &ServiceKey, options: &ServiceOptions) -> Result<(), Apply
             format!("service {key}: the SYN proxy is for TCP services"),
         ));
     }
+    if key.proto == crate::lb::Proto::Udp && options.client_address != ClientAddressMode::None {
+        return Err(ApplyError::at(
+            "client_address",
+            format!(
+                "service {key}: client_address {} is for TCP services (UDP has no stream to carry it)",
+                options.client_address
+            ),
+        ));
+    }
     if let Some(p) = options.persistence {
         if p.timeout == 0 {
             return Err(ApplyError::at(
@@ -645,6 +665,26 @@ fn check_mode(
     Ok(())
 }
 
+/// Telling the reals the client's address is FULLNAT's business: in NAT
+/// they see it already. `mode` is the forwarding mode the service's reals
+/// have or are about to have (None: no real yet, nothing decided).
+fn check_client_address(
+    key: &ServiceKey,
+    client_address: ClientAddressMode,
+    mode: Option<ForwardMode>,
+) -> Result<(), ApplyError> {
+    if client_address != ClientAddressMode::None && mode == Some(ForwardMode::Nat) {
+        return Err(ApplyError::at(
+            "client_address",
+            format!(
+                "service {key}: client_address {client_address} needs FULLNAT reals (-b); \
+                 in NAT (masq) the reals see the client's address already"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// ipvsadm's name of a forwarding method, as `-L` shows it.
 pub fn mode_name(mode: ForwardMode) -> &'static str {
     match mode {
@@ -675,6 +715,7 @@ mod tests {
             flags: SchedFlags::default(),
             persistence: None,
             synproxy: Default::default(),
+            client_address: Default::default(),
         }
     }
 
@@ -836,6 +877,66 @@ mod tests {
             (s.timeouts.established, s.timeouts.fin_wait, s.timeouts.udp),
             (600, 120, 30)
         );
+    }
+
+    #[test]
+    fn client_address_needs_fullnat_tcp() {
+        let k = key("10.10.0.100:80");
+        let proxy = ServiceOptions {
+            client_address: ClientAddressMode::ProxyV2,
+            ..opts(SchedulerKind::Wrr)
+        };
+        // A NAT service cannot take it, nor can a NAT real join a service
+        // that has it.
+        let e = with_service()
+            .apply(&Change::EditService {
+                key: k,
+                options: proxy.clone(),
+            })
+            .unwrap_err();
+        assert_eq!(e.field, Some("client_address"));
+        assert!(e.reason.contains("FULLNAT"), "{e}");
+        let s = empty()
+            .apply(&Change::AddService {
+                key: k,
+                options: proxy.clone(),
+            })
+            .unwrap();
+        let e = s
+            .apply(&Change::AddReal {
+                key: k,
+                real: real("192.168.10.2:8080", 1, ForwardMode::Nat),
+            })
+            .unwrap_err();
+        assert_eq!(e.field, Some("client_address"));
+        let s = s
+            .apply(&Change::AddReal {
+                key: k,
+                real: real("192.168.10.2:8080", 1, ForwardMode::FullNat),
+            })
+            .unwrap();
+        let e = s
+            .apply(&Change::EditReal {
+                key: k,
+                real: real("192.168.10.2:8080", 1, ForwardMode::Nat),
+            })
+            .unwrap_err();
+        assert_eq!(e.field, Some("client_address"));
+        // UDP has no stream to carry it.
+        let e = empty()
+            .apply(&Change::AddService {
+                key: ServiceKey {
+                    proto: Proto::Udp,
+                    vip: sa("10.10.0.100:53"),
+                },
+                options: ServiceOptions {
+                    client_address: ClientAddressMode::Toa,
+                    ..opts(SchedulerKind::Rr)
+                },
+            })
+            .unwrap_err();
+        assert_eq!(e.field, Some("client_address"));
+        assert!(e.reason.contains("TCP"), "{e}");
     }
 
     #[test]

@@ -182,6 +182,21 @@ counters! {
     /// SYN proxy: no room to hold the client's ACK (it is dropped; the
     /// client's next segment completes the handshake).
     DropSynproxyHoldFull => "drop_synproxy_hold_full",
+    /// PROXY protocol: headers sent ahead of a client's bytes, one per
+    /// connection (on the handshake's last ACK, or ahead of its first data).
+    ProxyHeadersSent => "proxy_headers_sent",
+    /// PROXY protocol: headers sent again before the real acknowledged one
+    /// (its ACKs showed it missing, or the handshake's last ACK came again).
+    ProxyHeadersResent => "proxy_headers_resent",
+    /// PROXY protocol: data a client's SYN carried (TCP Fast Open), taken
+    /// off so the real reads the header first; the client sends it again
+    /// after the handshake.
+    ProxySynDataTrimmed => "proxy_syn_data_trimmed",
+    /// TOA: client segments toward a real that got the option.
+    ToaAdded => "toa_added",
+    /// TOA: client segments that went out without it: their TCP option
+    /// space (40 bytes) was full.
+    ToaNoRoom => "toa_no_room",
     /// A packet of a session whose real server was removed, with IPVS's
     /// expire_nodest_conn on: the session is ended, the packet dropped.
     DropRealRemoved => "drop_real_removed",

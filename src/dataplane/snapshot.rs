@@ -8,7 +8,9 @@ use crate::control::config::{Config, DataplaneConfig, RpFilter, SynProxyConfig};
 use crate::control::slots::{RealSlots, SlotUse};
 use crate::control::state::{NeighbourSpec, State};
 use crate::lb::scheduler::{SchedTable, DEFAULT_MH_TABLE_SIZE};
-use crate::lb::service::{RealServer, Service, ServiceError, ServiceTable, SynProxyMode};
+use crate::lb::service::{
+    ClientAddressMode, ForwardMode, RealServer, Service, ServiceError, ServiceTable, SynProxyMode,
+};
 pub use crate::lb::stats::SlotState;
 use crate::lb::synproxy;
 use crate::lb::tcp_state::Timeouts;
@@ -261,6 +263,12 @@ impl Snapshot {
                 synproxy: match s.key.proto {
                     Proto::Tcp => s.options.synproxy,
                     Proto::Udp => SynProxyMode::Off,
+                },
+                // The validator keeps it off UDP and NAT; a FULLNAT service
+                // with no real yet has nothing to schedule anyway.
+                client_address: match (s.key.proto, s.mode()) {
+                    (Proto::Tcp, ForwardMode::FullNat) => s.options.client_address,
+                    _ => ClientAddressMode::None,
                 },
                 reals,
                 laddrs: s.laddrs.clone(),

@@ -12,6 +12,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+pub mod client_address;
 pub mod icmp_error;
 pub mod laddr;
 pub mod mem;

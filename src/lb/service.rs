@@ -113,6 +113,54 @@ impl FromStr for SynProxyMode {
     }
 }
 
+/// How a FULLNAT TCP service tells its real servers the client's address,
+/// which FULLNAT otherwise hides behind a local address
+/// (`lb::client_address`): not at all (the default), with a PROXY protocol
+/// v2 header ahead of the client's bytes, or with a TOA TCP option on the
+/// handshake's last ACK.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientAddressMode {
+    #[default]
+    None,
+    ProxyV2,
+    Toa,
+}
+
+impl ClientAddressMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientAddressMode::None => "none",
+            ClientAddressMode::ProxyV2 => "proxy-v2",
+            ClientAddressMode::Toa => "toa",
+        }
+    }
+}
+
+impl fmt::Display for ClientAddressMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+serde_as_text!(ClientAddressMode);
+
+impl FromStr for ClientAddressMode {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<ClientAddressMode, ParseError> {
+        match s.to_ascii_lowercase().as_str() {
+            "none" => Ok(ClientAddressMode::None),
+            "proxy-v2" => Ok(ClientAddressMode::ProxyV2),
+            "toa" => Ok(ClientAddressMode::Toa),
+            _ => Err(ParseError::new(
+                "client address mode",
+                s,
+                "none, proxy-v2, toa",
+            )),
+        }
+    }
+}
+
 /// Persistence (`ipvsadm -p TIMEOUT -M NETMASK`): new connections from one
 /// client network go to the same real server while a template lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -143,6 +191,8 @@ pub struct Service {
     pub persistence: Option<Persistence>,
     /// TCP only (UDP services have no SYN to proxy).
     pub synproxy: SynProxyMode,
+    /// FULLNAT TCP only: `None` for every other service.
+    pub client_address: ClientAddressMode,
     pub reals: Vec<RealServer>,
     /// FULLNAT local addresses (`ipvsadm --add-laddr`); empty in NAT mode.
     pub laddrs: Vec<Ipv4Addr>,
@@ -311,6 +361,7 @@ mod tests {
             sched: SchedTable::new(SchedulerKind::Rr, SchedFlags::default(), &weights, 13),
             persistence: None,
             synproxy: SynProxyMode::Off,
+            client_address: ClientAddressMode::None,
             reals,
             laddrs: Vec::new(),
         }

@@ -103,9 +103,22 @@ pub mod flags {
     pub const CLIENT_SACK: u8 = 4;
     /// The client uses timestamps (SYN proxy).
     pub const CLIENT_TS: u8 = 8;
+    /// A PROXY protocol v2 header goes ahead of the client's bytes
+    /// (`lb::client_address`): `splice.client_seq` is its length,
+    /// `splice.inserted_at` where it starts.
+    pub const PROXY_V2: u8 = 16;
+    /// The client's first segments carry a TOA option.
+    pub const TOA: u8 = 32;
+    /// The real has not yet shown it received what `PROXY_V2` or `TOA`
+    /// adds: the header is not acknowledged, or the handshake is not
+    /// complete.
+    pub const CLIENT_ADDRESS_PENDING: u8 = 64;
+    /// The PROXY header was sent at least once.
+    pub const PROXY_HEADER_SENT: u8 = 128;
 }
 
-/// One connection through a service. 64 bytes with its splice.
+/// One connection through a service. 64 bytes with its splice (20): two
+/// keys (28), the real's slot (4), the expiry (8), state and flags (2).
 ///
 /// The pipeline rewrites an inbound packet to (src = `outbound.dst:dport`,
 /// dst = `outbound.src:sport`) and an outbound packet to (src =

@@ -1,7 +1,8 @@
 //! Packet formats: typed, zero-copy views over byte buffers.
 //!
 //! This module owns the on-the-wire layout of every header sluice reads or
-//! rewrites (Ethernet, ARP, IPv4, TCP, UDP, ICMPv4) and the Internet
+//! rewrites (Ethernet, ARP, IPv4, TCP, UDP, ICMPv4), the PROXY protocol
+//! header it may write ahead of a client's stream, and the Internet
 //! checksum. It does no I/O and allocates nothing; the rest of the crate
 //! works on byte slices through these views.
 //!
@@ -18,6 +19,7 @@ pub mod checksum;
 pub mod ethernet;
 pub mod icmpv4;
 pub mod ipv4;
+pub mod proxy;
 pub mod tcp;
 pub mod tcp_options;
 pub mod udp;

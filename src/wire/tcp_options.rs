@@ -16,6 +16,39 @@ pub mod kind {
     pub const SACK_PERMITTED: u8 = 4;
     pub const SACK: u8 = 5;
     pub const TIMESTAMP: u8 = 8;
+    /// TOA ("TCP option address"), as the TOA kernel module of Alibaba's
+    /// FULLNAT and DPVS reads it: the client's port and IPv4 address.
+    pub const TOA: u8 = 254;
+}
+
+/// A TOA option's length: kind, length, port (2), IPv4 address (4).
+pub const TOA_LEN: usize = 8;
+
+/// The most option bytes a TCP header holds (data offset 15 words).
+pub const MAX_AREA: usize = 40;
+
+/// The TOA option naming `client`, in network order.
+pub fn toa(client: std::net::SocketAddrV4) -> [u8; TOA_LEN] {
+    let [p0, p1] = client.port().to_be_bytes();
+    let [a, b, c, d] = client.ip().octets();
+    [kind::TOA, TOA_LEN as u8, p0, p1, a, b, c, d]
+}
+
+/// The client a well-formed TOA option in `area` names.
+pub fn toa_client(area: &[u8]) -> Option<std::net::SocketAddrV4> {
+    let f = walk(area).find(|f| f.kind == kind::TOA && f.len == TOA_LEN)?;
+    let o = &area[f.at..f.at + TOA_LEN];
+    Some(std::net::SocketAddrV4::new(
+        std::net::Ipv4Addr::new(o[4], o[5], o[6], o[7]),
+        u16_at(o, 2),
+    ))
+}
+
+/// Offset, within `area`, of the value of a well-formed MSS option.
+pub fn mss_at(area: &[u8]) -> Option<usize> {
+    walk(area)
+        .find(|f| f.kind == kind::MSS && f.len == 4)
+        .map(|f| f.at + 2)
 }
 
 /// The largest window scale (RFC 7323 2.3).
@@ -241,6 +274,15 @@ mod tests {
         // Unknown kinds are skipped by their length.
         let area = [254, 4, 0, 0, 2, 4, 2, 0];
         assert_eq!(SynOptions::parse(&area).mss, Some(512));
+        // TOA and MSS where they are, and nowhere else.
+        let area = [1, 1, 254, 8, 0x9c, 0x40, 10, 10, 0, 2, 2, 4, 5, 0xb4];
+        assert_eq!(toa_client(&area), Some("10.10.0.2:40000".parse().unwrap()));
+        assert_eq!(mss_at(&area), Some(12));
+        assert_eq!(toa_client(&area[..9]), None, "cut short");
+        assert_eq!(
+            toa("10.10.0.2:40000".parse().unwrap()),
+            [254, 8, 0x9c, 0x40, 10, 10, 0, 2]
+        );
         // A SACK of two blocks behind two NOPs.
         let sack = [1, 1, 5, 18, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 4];
         assert_eq!(sack_blocks(&sack), Some((4, 2)));

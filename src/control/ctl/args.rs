@@ -10,7 +10,7 @@
 use super::verbs;
 use crate::control::state::{Change, RealSpec, ServiceKey, ServiceOptions, DEFAULT_PERSISTENCE};
 use crate::lb::scheduler::{SchedFlags, SchedulerKind};
-use crate::lb::service::{ForwardMode, Persistence, SynProxyMode};
+use crate::lb::service::{ClientAddressMode, ForwardMode, Persistence, SynProxyMode};
 use crate::lb::Proto;
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -198,7 +198,14 @@ impl Cmd {
         match self {
             Cmd::AddService | Cmd::EditService => (
                 &[Service],
-                &[Scheduler, Persistent, Netmask, SchedFlags, SynProxy],
+                &[
+                    Scheduler,
+                    Persistent,
+                    Netmask,
+                    SchedFlags,
+                    SynProxy,
+                    ClientAddress,
+                ],
             ),
             Cmd::DeleteService => (&[Service], &[]),
             Cmd::AddServer | Cmd::EditServer => (&[Service, RealServer], &[Forward, Weight]),
@@ -237,6 +244,7 @@ enum Opt {
     Exact,
     SchedFlags,
     SynProxy,
+    ClientAddress,
     LocalAddress,
     Json,
 }
@@ -260,6 +268,7 @@ impl Opt {
             Opt::Exact => "exact",
             Opt::SchedFlags => "sched-flags",
             Opt::SynProxy => "synproxy",
+            Opt::ClientAddress => "client-address",
             Opt::LocalAddress => "local-address",
             Opt::Json => "json",
         }
@@ -290,6 +299,7 @@ enum Flag {
     Sort,
     SchedFlags,
     SynProxy,
+    ClientAddress,
     Laddr,
     Json,
 }
@@ -314,6 +324,7 @@ impl Flag {
             Flag::NoSort => Opt::NoSort,
             Flag::SchedFlags => Opt::SchedFlags,
             Flag::SynProxy => Opt::SynProxy,
+            Flag::ClientAddress => Opt::ClientAddress,
             Flag::Laddr => Opt::LocalAddress,
             Flag::Json => Opt::Json,
         })
@@ -385,6 +396,7 @@ const SPECS: &[Spec] = &[
     spec(None, "sort", Takes::Nothing, Flag::Sort),
     spec(None, "sched-flags", Takes::Value, Flag::SchedFlags),
     spec(None, "synproxy", Takes::Value, Flag::SynProxy),
+    spec(None, "client-address", Takes::Value, Flag::ClientAddress),
     spec(Some('z'), "laddr", Takes::Value, Flag::Laddr),
     spec(None, "json", Takes::Nothing, Flag::Json),
 ];
@@ -772,11 +784,18 @@ fn service_options(options: &Options) -> Result<ServiceOptions, UsageError> {
             .map_err(|e| UsageError::new(format!("--synproxy: {e}")))?,
         None => SynProxyMode::default(),
     };
+    let client_address = match options.value(Opt::ClientAddress) {
+        Some(text) => text
+            .parse::<ClientAddressMode>()
+            .map_err(|e| UsageError::new(format!("--client-address: {e}")))?,
+        None => ClientAddressMode::default(),
+    };
     Ok(ServiceOptions {
         scheduler,
         flags,
         persistence,
         synproxy,
+        client_address,
     })
 }
 
@@ -932,6 +951,7 @@ mod tests {
                     flags: SchedFlags::default(),
                     persistence: None,
                     synproxy: SynProxyMode::Auto,
+                    client_address: Default::default(),
                 },
             }
         );
@@ -974,6 +994,7 @@ mod tests {
                     flags: SchedFlags::default(),
                     persistence: None,
                     synproxy: SynProxyMode::Auto,
+                    client_address: Default::default(),
                 },
             }
         );

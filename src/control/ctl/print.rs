@@ -355,6 +355,7 @@ pub(super) mod tests {
             flags: SchedFlags::default(),
             persistence: None,
             synproxy: Default::default(),
+            client_address: Default::default(),
             mode: ForwardMode::Nat,
             laddrs: Vec::new(),
             stats: StatsView::default(),

@@ -14,7 +14,7 @@
 use super::args::{self, Command, Edit};
 use crate::control::api::{ServicesView, TimeoutsView};
 use crate::control::state::{Change, ServiceKey};
-use crate::lb::service::{ForwardMode, SynProxyMode};
+use crate::lb::service::{ClientAddressMode, ForwardMode, SynProxyMode};
 use crate::lb::tcp_state::Timeouts;
 use crate::lb::Proto;
 use std::collections::HashMap;
@@ -62,6 +62,9 @@ pub fn save(view: &ServicesView, timeouts: &TimeoutsView) -> String {
         }
         if s.synproxy != SynProxyMode::default() {
             let _ = write!(out, " --synproxy {}", s.synproxy);
+        }
+        if s.client_address != ClientAddressMode::None {
+            let _ = write!(out, " --client-address {}", s.client_address);
         }
         out.push('\n');
         for r in &s.reals {
@@ -294,6 +297,7 @@ mod tests {
                 flags: s.options.flags,
                 persistence: s.options.persistence,
                 synproxy: s.options.synproxy,
+                client_address: s.options.client_address,
                 mode: s.mode(),
                 laddrs: s
                     .laddrs
@@ -360,6 +364,7 @@ mod tests {
             flags,
             persistence,
             synproxy: SynProxyMode::Auto,
+            client_address: Default::default(),
         };
         empty()
             .apply_all(&[
@@ -400,17 +405,20 @@ mod tests {
                 },
                 Change::AddService {
                     key: tls,
-                    options: opts(
-                        SchedulerKind::Mh,
-                        SchedFlags {
-                            fallback: false,
-                            port: true,
-                        },
-                        Some(Persistence {
-                            timeout: 3600,
-                            netmask: Ipv4Addr::BROADCAST,
-                        }),
-                    ),
+                    options: ServiceOptions {
+                        client_address: ClientAddressMode::ProxyV2,
+                        ..opts(
+                            SchedulerKind::Mh,
+                            SchedFlags {
+                                fallback: false,
+                                port: true,
+                            },
+                            Some(Persistence {
+                                timeout: 3600,
+                                netmask: Ipv4Addr::BROADCAST,
+                            }),
+                        )
+                    },
                 },
                 Change::AddReal {
                     key: tls,
@@ -450,7 +458,7 @@ mod tests {
 -a -t 10.10.0.100:80 -r 192.168.10.2:8080 -m -w 0
 -A -u 10.10.0.100:53 -s sh --sched-flags sh-fallback,sh-port -p 300 -M 255.255.255.0
 -a -u 10.10.0.100:53 -r 192.168.10.4:5353 -m -w 1
--A -t 10.10.0.101:443 -s mh --sched-flags mh-port -p 3600
+-A -t 10.10.0.101:443 -s mh --sched-flags mh-port -p 3600 --client-address proxy-v2
 -a -t 10.10.0.101:443 -r 192.168.10.5:443 -b -w 65535
 --add-laddr -z 192.168.10.101 -t 10.10.0.101:443
 --add-laddr -z 192.168.10.100 -t 10.10.0.101:443

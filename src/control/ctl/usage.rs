@@ -8,6 +8,7 @@ Usage:
   sluice ctl [--socket PATH] COMMAND [options]
 
   sluice ctl -A|E -t|u service-address [-s scheduler] [-p [timeout]] [-M netmask] [--sched-flags flags]
+                 [--synproxy on|off|auto] [--client-address none|proxy-v2|toa]
   sluice ctl -D -t|u service-address
   sluice ctl -C
   sluice ctl -R
@@ -53,6 +54,9 @@ Options:
   --netmask      -M netmask           persistent granularity mask (with -p)
   --sched-flags  flags                scheduler flags: sh-fallback,sh-port (sh),
                                       mh-fallback,mh-port (mh), or flag-1,flag-2
+  --synproxy     on|off|auto          TCP: answer SYNs with cookies (default auto: under a flood)
+  --client-address none|proxy-v2|toa  FULLNAT TCP: tell the reals the client's address with a
+                                      PROXY protocol v2 header or a TOA option (default none)
   --real-server  -r server-address    server-address is RIP[:PORT] (default: the VIP's port)
   --masquerading -m                   masquerading (NAT)
   --fullnat      -b                   full NAT: the source becomes a local address (DPVS)

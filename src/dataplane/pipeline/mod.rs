@@ -7,6 +7,7 @@
 //! and benchmarks drive exactly the code that runs on the workers.
 
 mod arp;
+mod client_address;
 mod icmp;
 mod kernel;
 mod parse;
@@ -84,6 +85,10 @@ enum Verdict {
     /// is not known yet); `offload` = (l3_len, proto) when the NIC computes
     /// the checksums.
     Forward(Route, Option<(usize, Proto)>),
+    /// As `Forward`, once what sluice adds for the client's address
+    /// (`lb::client_address`) is added: in the packet's buffer, or as a
+    /// segment of its own.
+    ForwardWith(Route, Option<(usize, Proto)>, client_address::Addition),
     /// Another worker owns this packet's session.
     Handoff(u16),
     /// Fully handled (e.g. an ARP reply that was learned); free it.
@@ -469,6 +474,9 @@ impl<P: PacketBuf> Pipeline<P> {
                     pkt.request_tx_checksums(l3_len, proto);
                 }
                 self.forward(route, pkt, now, io)
+            }
+            Verdict::ForwardWith(route, offload, addition) => {
+                self.forward_with(route, offload, addition, pkt, now, io)
             }
             Verdict::Handoff(worker) => {
                 self.counters.inc(Counter::SteerHandoffs);

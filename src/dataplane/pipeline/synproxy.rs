@@ -18,10 +18,11 @@
 //! SYN_RECV like any other, and its held packet is freed with it.
 
 use super::*;
+use crate::lb::service::ClientAddressMode;
 use crate::lb::session::flags as sflags;
 use crate::lb::synproxy::cookie::{self, TsOptions, MSS_TABLE};
 use crate::lb::synproxy::Splice;
-use crate::wire::tcp_options::SynOptions;
+use crate::wire::tcp_options::{SynOptions, TOA_LEN};
 use crate::wire::Ipv4Repr;
 
 /// The SYN-ACK that answers a client's SYN, worked out from the SYN.
@@ -65,7 +66,14 @@ impl<P: PacketBuf> Pipeline<P> {
             .snap
             .services
             .find(key.proto, SocketAddrV4::new(key.dst, key.dport))?;
-        let mode = self.snap.services.get(svc_id)?.synproxy;
+        let service = self.snap.services.get(svc_id)?;
+        let mode = service.synproxy;
+        // A TOA service's clients leave room for the option (see
+        // `lb::client_address`).
+        let mss_room = match service.client_address {
+            ClientAddressMode::Toa => TOA_LEN as u16,
+            _ => 0,
+        };
         if mode == SynProxyMode::Off {
             return None;
         }
@@ -74,7 +82,7 @@ impl<P: PacketBuf> Pipeline<P> {
             if !self.synproxy_engaged(mode, now) {
                 return None;
             }
-            return Some(self.synproxy_syn(frame, ip, key, now));
+            return Some(self.synproxy_syn(frame, ip, key, mss_room, now));
         }
         if f.ack && !f.syn && !f.rst {
             return self.synproxy_ack(frame, ip, l4, key, mode, now);
@@ -82,14 +90,23 @@ impl<P: PacketBuf> Pipeline<P> {
         None
     }
 
-    /// Works out the SYN-ACK for a client's SYN.
-    fn synproxy_syn(&mut self, frame: &[u8], ip: &Ipv4Info, key: FlowKey, now: u64) -> Verdict {
+    /// Works out the SYN-ACK for a client's SYN; its MSS leaves `mss_room`
+    /// bytes for what sluice adds to the client's segments.
+    fn synproxy_syn(
+        &mut self,
+        frame: &[u8],
+        ip: &Ipv4Info,
+        key: FlowKey,
+        mss_room: u16,
+        now: u64,
+    ) -> Verdict {
         let tcp = TcpPacket::new_unchecked(&frame[ip.l4_start..ip.l4_end]);
         let client_opts = SynOptions::parse(tcp.options());
         let settings = &self.snap.synproxy;
         let isn = tcp.seq_number();
         let mss = client_opts.mss.unwrap_or(DEFAULT_CLIENT_MSS);
         let cookie = settings.key.make(&key, isn, mss, now / 1000);
+        let our_mss = settings.mss.min(mss.max(DEFAULT_CLIENT_MSS)) - mss_room;
         // Window scale and SACK can only be remembered through the
         // timestamp: without it the connection has neither (as Linux).
         let options = match client_opts.timestamp {
@@ -99,14 +116,14 @@ impl<P: PacketBuf> Pipeline<P> {
                     sack_permitted: client_opts.sack_permitted,
                 };
                 SynOptions {
-                    mss: Some(settings.mss.min(mss.max(DEFAULT_CLIENT_MSS))),
+                    mss: Some(our_mss),
                     window_scale: client_opts.window_scale.map(|_| settings.window_scale),
                     sack_permitted: client_opts.sack_permitted,
                     timestamp: Some((cookie::ts_encode(now as u32, ts_opts), tsval)),
                 }
             }
             None => SynOptions {
-                mss: Some(settings.mss.min(mss.max(DEFAULT_CLIENT_MSS))),
+                mss: Some(our_mss),
                 ..SynOptions::default()
             },
         };
@@ -146,6 +163,7 @@ impl<P: PacketBuf> Pipeline<P> {
                 flags: crate::wire::tcp::flags::SYN | crate::wire::tcp::flags::ACK,
                 window: u16::MAX,
                 options: &plan.options,
+                payload: &[],
             },
         );
         true
@@ -193,7 +211,7 @@ impl<P: PacketBuf> Pipeline<P> {
             },
             ..*l4
         };
-        let id = match self.new_session(key, &syn, now) {
+        let id = match self.new_session(key, &syn, client_isn, now) {
             Ok(id) => id,
             Err(reason) => return Some(Verdict::Drop(reason)),
         };
@@ -208,15 +226,16 @@ impl<P: PacketBuf> Pipeline<P> {
         let expires = now + u64::from(self.snap.timeouts.syn_recv) * 1000;
         if let Some(s) = self.sessions.get_mut(id) {
             // The client's SYN is behind us: SYN_RECV, as plain forwarding
-            // would be after the SYN.
+            // would be after the SYN. What the client address adds (a PROXY
+            // header's offset) stays.
             s.state = ConnState::Tcp(TcpState::SynRecv);
-            s.flags = flags;
+            s.flags |= flags;
             s.splice = Splice {
-                client_seq: 0,
                 server_seq: cookie,
                 ts: our_tsval,
                 window_in: ts_opts.window_scale.map_or(-1, |w| w as i8),
                 window_out: mss_index,
+                ..s.splice
             };
         }
         self.sessions.set_expires(id, expires);
@@ -299,6 +318,7 @@ impl<P: PacketBuf> Pipeline<P> {
                 flags: crate::wire::tcp::flags::SYN,
                 window,
                 options: &options,
+                payload: &[],
             },
         );
         Some((route, pkt))
@@ -353,11 +373,11 @@ impl<P: PacketBuf> Pipeline<P> {
             _ => 0,
         };
         s.splice = Splice {
-            client_seq: 0,
             server_seq: cookie.wrapping_sub(real_isn),
             ts,
             window_in,
             window_out,
+            ..s.splice
         };
         s.flags = (s.flags & !sflags::SYNPROXY_WAIT) | sflags::SPLICED;
         self.counters.inc(Counter::SynproxyHandshakes);
@@ -374,22 +394,32 @@ impl<P: PacketBuf> Pipeline<P> {
     }
 }
 
-/// An IPv4 + TCP segment sluice writes itself (SYN-ACK, SYN).
-struct Segment<'a> {
-    src: SocketAddrV4,
-    dst: SocketAddrV4,
-    seq: u32,
-    ack: u32,
-    flags: u8,
-    window: u16,
-    options: &'a SynOptions,
+/// An IPv4 + TCP segment sluice writes itself (SYN-ACK, SYN, a PROXY
+/// protocol header).
+pub(super) struct Segment<'a> {
+    pub src: SocketAddrV4,
+    pub dst: SocketAddrV4,
+    pub seq: u32,
+    pub ack: u32,
+    pub flags: u8,
+    pub window: u16,
+    pub options: &'a SynOptions,
+    pub payload: &'a [u8],
+}
+
+impl Segment<'_> {
+    /// The IPv4 packet's length once written.
+    pub fn len(&self) -> usize {
+        20 + 20 + self.options.len() + self.payload.len()
+    }
 }
 
 /// Writes `seg` (IPv4 header without options, TCP header with options,
-/// no payload, every checksum) at the start of `packet`.
-fn write_segment(packet: &mut [u8], seg: Segment) {
+/// the payload, every checksum) at the start of `packet`.
+pub(super) fn write_segment(packet: &mut [u8], seg: Segment) {
     let opts_len = seg.options.len();
-    let tcp_len = 20 + opts_len;
+    let hl = 20 + opts_len;
+    let tcp_len = hl + seg.payload.len();
     let repr = Ipv4Repr {
         src_addr: *seg.src.ip(),
         dst_addr: *seg.dst.ip(),
@@ -403,9 +433,10 @@ fn write_segment(packet: &mut [u8], seg: Segment) {
     tcp.set_dst_port(seg.dst.port());
     tcp.set_seq_number(seg.seq);
     tcp.set_ack_number(seg.ack);
-    tcp.set_header_len(tcp_len);
+    tcp.set_header_len(hl);
     tcp.set_flags(seg.flags);
     tcp.set_window_len(seg.window);
     seg.options.emit(tcp.options_mut());
+    tcp.payload_mut().copy_from_slice(seg.payload);
     tcp.fill_checksum(*seg.src.ip(), *seg.dst.ip());
 }

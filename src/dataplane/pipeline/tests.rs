@@ -8,6 +8,7 @@ use crate::wire::tcp::flags;
 use crate::wire::Ipv4Repr;
 use std::collections::HashMap;
 
+mod client_address;
 mod hostile;
 mod kernel;
 
@@ -1687,6 +1688,7 @@ fn a_new_service_and_weights_take_effect_at_once() {
                 flags: SchedFlags::default(),
                 persistence: None,
                 synproxy: Default::default(),
+                client_address: Default::default(),
             },
         },
     );

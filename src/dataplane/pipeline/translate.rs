@@ -3,6 +3,7 @@
 //! sending it to its next hop.
 
 use super::*;
+use crate::lb::client_address;
 use crate::lb::persistence::TemplateKey;
 use crate::lb::scheduler;
 use crate::lb::session::flags as sflags;
@@ -34,7 +35,7 @@ impl<P: PacketBuf> Pipeline<P> {
                     self.session_ends(now).end(id, &old);
                     self.counters.inc(Counter::SessionsReused);
                 }
-                match self.new_session(key, l4, now) {
+                match self.new_session(key, l4, client_isn(frame, ip, l4), now) {
                     Ok(id) => id,
                     Err(reason) => return Verdict::Drop(reason),
                 }
@@ -46,7 +47,7 @@ impl<P: PacketBuf> Pipeline<P> {
                         return v;
                     }
                 }
-                match self.new_session(key, l4, now) {
+                match self.new_session(key, l4, client_isn(frame, ip, l4), now) {
                     Ok(id) => id,
                     Err(reason) => return Verdict::Drop(reason),
                 }
@@ -67,10 +68,13 @@ impl<P: PacketBuf> Pipeline<P> {
             )
     }
 
+    /// A new session for `key` (a TCP one on its SYN, whose sequence
+    /// number is `client_isn`).
     pub(super) fn new_session(
         &mut self,
         key: FlowKey,
         l4: &L4Info,
+        client_isn: u32,
         now: u64,
     ) -> Result<u32, Counter> {
         let Some(svc_id) = self
@@ -107,6 +111,7 @@ impl<P: PacketBuf> Pipeline<P> {
         // FULLNAT: it answers a local address and port from this worker's
         // pool, whose port tells which worker owns the session.
         let mode = service.mode;
+        let (flags, splice) = client_address::start(service.client_address, client_isn);
         let local = match mode {
             ForwardMode::FullNat => self
                 .pools
@@ -130,8 +135,8 @@ impl<P: PacketBuf> Pipeline<P> {
             real: real.slot,
             state,
             expires: now,
-            splice: Default::default(),
-            flags: 0,
+            splice,
+            flags,
         };
         let mut inserted = self.sessions.insert(session);
         if inserted == Err(InsertError::Full) && self.evict_embryonic(now) {
@@ -306,7 +311,8 @@ impl<P: PacketBuf> Pipeline<P> {
         s.state = next_state(s.state, dir, l4.flags);
         let active = s.state.is_active();
         let embryonic = is_embryonic(s.state);
-        let splice = (s.flags & sflags::SPLICED != 0).then_some(s.splice);
+        let flags = s.flags;
+        let splice = (flags & sflags::SPLICED != 0).then_some(s.splice);
         let bytes = (ip.l4_end - ETH_LEN) as u64;
         let (toward, counter) = match dir {
             Direction::Inbound => {
@@ -339,6 +345,13 @@ impl<P: PacketBuf> Pipeline<P> {
                 self.counters.inc(Counter::RxPartialChecksums);
             }
         }
+        // Telling the real the client's address: decided on the segment as
+        // its sender wrote it, before the splice moves its numbers.
+        let addition = if flags & sflags::CLIENT_ADDRESS_PENDING != 0 {
+            self.client_address_step(id, dir, flags, frame, ip)
+        } else {
+            None
+        };
         if let Some(splice) = splice {
             let adjust = match dir {
                 Direction::Inbound => splice.inbound(),
@@ -348,7 +361,13 @@ impl<P: PacketBuf> Pipeline<P> {
         }
         let src = SocketAddrV4::new(toward.dst, toward.dport);
         let dst = SocketAddrV4::new(toward.src, toward.sport);
-        self.rewrite_and_route(frame, ip, l4.proto, src, dst, now)
+        match (
+            self.rewrite_and_route(frame, ip, l4.proto, src, dst, now),
+            addition,
+        ) {
+            (Verdict::Forward(route, offload), Some(a)) => Verdict::ForwardWith(route, offload, a),
+            (v, _) => v,
+        }
     }
 
     pub(super) fn rewrite_and_route(
@@ -493,6 +512,16 @@ impl<P> SessionEnds<'_, P> {
                     .touch(key, s.real, now_s, now_s + u64::from(p.timeout));
             }
         }
+    }
+}
+
+/// The sequence number of a TCP segment (a SYN's: the client's ISN); 0 for
+/// UDP.
+#[inline]
+fn client_isn(frame: &[u8], ip: &Ipv4Info, l4: &L4Info) -> u32 {
+    match l4.proto {
+        Proto::Tcp => TcpPacket::new_unchecked(&frame[ip.l4_start..ip.l4_end]).seq_number(),
+        Proto::Udp => 0,
     }
 }
 

@@ -1,36 +1,46 @@
 //! Rewriting the segments of a spliced connection: the client and the real
 //! server each chose their own initial sequence number, timestamps clock and
 //! window scale, and each must go on seeing only its peer's as it knows
-//! them. Every field moves by a constant offset for the life of the session
-//! (window by a constant shift), so a segment costs a few additions and
-//! RFC 1624 checksum updates, whatever its payload.
+//! them; and sluice may have put bytes of its own ahead of the client's (a
+//! PROXY protocol header, `lb::client_address`). Every field moves by a
+//! constant offset for the life of the session (window by a constant
+//! shift), so a segment costs a few additions and RFC 1624 checksum
+//! updates, whatever its payload.
 //!
 //! The offsets of a session (`Splice`) serve both directions:
 //!
 //! | field | client -> real | real -> client |
 //! |---|---|---|
-//! | sequence number | + `client_seq` | + `server_seq` |
-//! | ack, SACK edges | - `server_seq` | - `client_seq` |
+//! | sequence number | + `client_seq` (not a SYN's) | + `server_seq` |
+//! | ack, SACK edges | - `server_seq` | - `client_seq`, floored at `inserted_at` |
 //! | TSval | as is | + `ts` |
 //! | TSecr | - `ts` | as is |
 //! | window | shift `window_in` | shift `window_out` |
 //!
 //! `server_seq` is the SYN proxy's (its cookie minus the real's ISN);
 //! `client_seq` is what sluice inserted into the client's stream (a PROXY
-//! protocol header's length); both compose.
+//! protocol header's length) at `inserted_at` (the client's ISN + 1, the
+//! same number in both spaces: the real sees the client's own ISN, proxied
+//! or not). The client's SYN keeps its ISN, and an ack of the real's that
+//! falls inside the inserted bytes acknowledges none of the client's: it
+//! reaches the client as `inserted_at`. Both offsets compose: each moves
+//! its own stream.
 
 use crate::wire::checksum;
 use crate::wire::tcp_options;
 
-/// A spliced session's offsets. 16 bytes, kept in the session.
+/// A spliced session's offsets. 20 bytes, kept in the session.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Splice {
-    /// Added to client -> real sequence numbers.
+    /// Bytes sluice inserted ahead of the client's: added to client -> real
+    /// sequence numbers past the SYN.
     pub client_seq: u32,
     /// Added to real -> client sequence numbers.
     pub server_seq: u32,
     /// Added to the real's TSvals on their way to the client.
     pub ts: u32,
+    /// Where the inserted bytes start: the client's ISN + 1.
+    pub inserted_at: u32,
     /// Shift of the window field client -> real (positive: left).
     pub window_in: i8,
     /// Shift of the window field real -> client.
@@ -40,22 +50,58 @@ pub struct Splice {
 /// One direction's rewrite.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Adjust {
+    /// Added to the sequence number.
     pub seq: u32,
+    /// Subtracted from the ack number and SACK edges.
     pub ack: u32,
     pub tsval: u32,
     pub tsecr: u32,
     pub window_shift: i8,
+    /// Bytes sluice inserted into the client's stream, seen from this
+    /// direction.
+    pub insert: Insert,
+}
+
+/// Bytes inserted at the start of the client's stream, as one direction
+/// sees them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Insert {
+    #[default]
+    None,
+    /// Client -> real: this many bytes go before the client's, so every
+    /// sequence number but the SYN's moves up by it.
+    Seq(u32),
+    /// Real -> client: acks and SACK edges move down by `len`; those inside
+    /// the inserted bytes (`at..at + len`) acknowledge none of the
+    /// client's and become `at`.
+    Ack { at: u32, len: u32 },
+}
+
+impl Insert {
+    /// A real's ack or SACK edge `v` in the client's space.
+    #[inline]
+    pub fn ack_back(self, v: u32) -> u32 {
+        match self {
+            Insert::Ack { at, len } if v.wrapping_sub(at) < len => at,
+            Insert::Ack { len, .. } => v.wrapping_sub(len),
+            _ => v,
+        }
+    }
 }
 
 impl Splice {
     /// Client -> real.
     pub fn inbound(&self) -> Adjust {
         Adjust {
-            seq: self.client_seq,
+            seq: 0,
             ack: self.server_seq,
             tsval: 0,
             tsecr: self.ts,
             window_shift: self.window_in,
+            insert: match self.client_seq {
+                0 => Insert::None,
+                len => Insert::Seq(len),
+            },
         }
     }
 
@@ -63,10 +109,17 @@ impl Splice {
     pub fn outbound(&self) -> Adjust {
         Adjust {
             seq: self.server_seq,
-            ack: self.client_seq,
+            ack: 0,
             tsval: self.ts,
             tsecr: 0,
             window_shift: self.window_out,
+            insert: match self.client_seq {
+                0 => Insert::None,
+                len => Insert::Ack {
+                    at: self.inserted_at,
+                    len,
+                },
+            },
         }
     }
 }
@@ -86,18 +139,26 @@ pub fn apply(tcp: &mut [u8], adj: &Adjust) {
         return;
     }
     let mut sum = u16::from_be_bytes([tcp[16], tcp[17]]);
-    if adj.seq != 0 {
+    let syn = tcp[13] & 0x02 != 0;
+    let seq = match adj.insert {
+        Insert::Seq(len) if !syn => adj.seq.wrapping_add(len),
+        _ => adj.seq,
+    };
+    if seq != 0 {
         let old = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
-        let new = old.wrapping_add(adj.seq);
+        let new = old.wrapping_add(seq);
         tcp[4..8].copy_from_slice(&new.to_be_bytes());
         sum = checksum::update_u32(sum, old, new);
     }
     let has_ack = tcp[13] & 0x10 != 0;
-    if adj.ack != 0 && has_ack {
+    let acks_back = adj.ack != 0 || matches!(adj.insert, Insert::Ack { .. });
+    if acks_back && has_ack {
         let old = u32::from_be_bytes([tcp[8], tcp[9], tcp[10], tcp[11]]);
-        let new = old.wrapping_sub(adj.ack);
-        tcp[8..12].copy_from_slice(&new.to_be_bytes());
-        sum = checksum::update_u32(sum, old, new);
+        let new = adj.insert.ack_back(old.wrapping_sub(adj.ack));
+        if new != old {
+            tcp[8..12].copy_from_slice(&new.to_be_bytes());
+            sum = checksum::update_u32(sum, old, new);
+        }
     }
     if adj.window_shift != 0 {
         let old = u16::from_be_bytes([tcp[14], tcp[15]]);
@@ -106,7 +167,7 @@ pub fn apply(tcp: &mut [u8], adj: &Adjust) {
         sum = checksum::update_u16(sum, old, new);
     }
     let header = usize::from(tcp[12] >> 4) * 4;
-    if header > 20 && header <= tcp.len() && (adj.tsval | adj.tsecr | adj.ack) != 0 {
+    if header > 20 && header <= tcp.len() && ((adj.tsval | adj.tsecr) != 0 || acks_back) {
         let before = checksum::sum(&tcp[20..header]);
         let area = &mut tcp[20..header];
         if adj.tsval | adj.tsecr != 0 {
@@ -121,11 +182,11 @@ pub fn apply(tcp: &mut [u8], adj: &Adjust) {
                 }
             }
         }
-        if adj.ack != 0 {
+        if acks_back {
             if let Some((at, blocks)) = tcp_options::sack_blocks(area) {
                 for i in 0..blocks * 2 {
                     let edge = at + 4 * i;
-                    let v = read(area, edge).wrapping_sub(adj.ack);
+                    let v = adj.insert.ack_back(read(area, edge).wrapping_sub(adj.ack));
                     write(area, edge, v);
                 }
             }
@@ -204,6 +265,7 @@ mod tests {
             client_seq: 30,
             server_seq: 0xffff_fff0,
             ts: 1_000_000,
+            inserted_at: 0,
             window_in: 0,
             window_out: -2,
         };
@@ -233,6 +295,7 @@ mod tests {
             client_seq: 12,
             server_seq: 0x1234_5678,
             ts: 77,
+            inserted_at: 0,
             window_in: 0,
             window_out: 0,
         };
@@ -245,9 +308,63 @@ mod tests {
             tsval: 0,
             tsecr: 0u32.wrapping_sub(77),
             window_shift: 0,
+            insert: Insert::None,
         };
         apply(&mut t, &back);
         assert_eq!(t, orig);
+    }
+
+    #[test]
+    fn inserted_bytes_move_the_clients_stream_and_never_ack_the_client() {
+        // 28 bytes at 1001 (the client's ISN was 1000), no SYN proxy.
+        let s = Splice {
+            client_seq: 28,
+            inserted_at: 1001,
+            ..Splice::default()
+        };
+        // The SYN keeps its ISN.
+        let mut syn = segment(1000, 0);
+        syn[13] = 0x02;
+        TcpPacket::new_unchecked(&mut syn[..]).fill_checksum(A, B);
+        let before = syn.clone();
+        apply(&mut syn, &s.inbound());
+        assert_eq!(syn, before);
+        // Data moves past the header.
+        let mut t = segment(1001, 5000);
+        apply(&mut t, &s.inbound());
+        let p = TcpPacket::new_checked(&t[..]).unwrap();
+        assert!(p.verify_checksum(A, B));
+        assert_eq!((p.seq_number(), p.ack_number()), (1029, 5000));
+        // The real's acks: inside the header -> the client's first byte;
+        // past it -> moved back. SACK edges likewise.
+        for (ack, seen) in [
+            (1001, 1001),
+            (1010, 1001),
+            (1028, 1001),
+            (1029, 1001),
+            (1034, 1006),
+        ] {
+            let mut t = segment(5000, ack);
+            apply(&mut t, &s.outbound());
+            let p = TcpPacket::new_checked(&t[..]).unwrap();
+            assert!(p.verify_checksum(A, B));
+            assert_eq!(p.ack_number(), seen, "ack {ack}");
+            assert_eq!(p.seq_number(), 5000);
+        }
+        let mut t = segment(5000, 1029);
+        t[36..52].copy_from_slice(
+            &[1001u32, 1029, 2029, 3029]
+                .iter()
+                .flat_map(|v| v.to_be_bytes())
+                .collect::<Vec<_>>(),
+        );
+        TcpPacket::new_unchecked(&mut t[..]).fill_checksum(A, B);
+        apply(&mut t, &s.outbound());
+        assert!(TcpPacket::new_checked(&t[..])
+            .unwrap()
+            .verify_checksum(A, B));
+        let edges: Vec<u32> = (0..4).map(|i| read(&t[36..52], 4 * i)).collect();
+        assert_eq!(edges, [1001, 1001, 2001, 3001]);
     }
 
     #[test]
@@ -266,6 +383,7 @@ mod tests {
             tsval: 1,
             tsecr: 1,
             window_shift: 1,
+            insert: Insert::Seq(28),
         };
         for len in 0..64 {
             let mut t = vec![0xffu8; len];
