@@ -1,7 +1,9 @@
 //! The `synproxy_adjust` target: a spliced session's rewrite of one
 //! segment, `lb::synproxy::adjust::apply`.
 //!
-//! Input: client_seq, server_seq, ts (u32 LE each), window_in, window_out
+//! Input: client_seq (the bytes sluice inserted into the client's stream,
+//! e.g. a PROXY header), server_seq, ts, inserted_at (u32 LE each),
+//! window_in, window_out
 //! (i8), a control byte (bit 0: outbound, else inbound; bit 1: fill the
 //! segment's checksum first; bit 2: SYN/ACK flags from bits 3-4), then
 //! the TCP segment.
@@ -10,10 +12,12 @@
 //! changes; of a well-formed segment (header length within it) whose
 //! checksum was valid, the checksum stays valid; and with windows left as
 //! they are, the inverse offsets restore every byte (the checksum field
-//! up to the two forms of ones' complement zero, 0x0000 and 0xffff).
+//! up to the two forms of ones' complement zero, 0x0000 and 0xffff),
+//! except toward the client after an insert, where acks inside the
+//! inserted bytes are floored (not invertible by design).
 
 use crate::net::{self, Reader};
-use sluice::lb::synproxy::adjust::{apply, Adjust, Splice};
+use sluice::lb::synproxy::adjust::{apply, Adjust, Insert, Splice};
 use std::net::Ipv4Addr;
 
 const A: Ipv4Addr = Ipv4Addr::new(10, 10, 0, 2);
@@ -39,6 +43,10 @@ fn inverse(adj: &Adjust) -> Adjust {
         tsval: adj.tsval.wrapping_neg(),
         tsecr: adj.tsecr.wrapping_neg(),
         window_shift: 0,
+        insert: match adj.insert {
+            Insert::Seq(len) => Insert::Seq(len.wrapping_neg()),
+            other => other,
+        },
     }
 }
 
@@ -48,6 +56,7 @@ pub fn run(data: &[u8]) {
         client_seq: r.u32(),
         server_seq: r.u32(),
         ts: r.u32(),
+        inserted_at: r.u32(),
         window_in: r.u8() as i8,
         window_out: r.u8() as i8,
     };
@@ -81,7 +90,7 @@ pub fn run(data: &[u8]) {
     if !well_formed(&orig) {
         return;
     }
-    if adj.window_shift == 0 {
+    if adj.window_shift == 0 && !matches!(adj.insert, Insert::Ack { .. }) {
         apply(&mut seg, &inverse(&adj));
         let field = |s: &[u8]| u16::from_be_bytes([s[16], s[17]]);
         let zero = |v: u16| v == 0 || v == 0xffff;
@@ -111,13 +120,13 @@ mod tests {
         seg.extend_from_slice(&opts);
         seg.extend_from_slice(b"data");
         let mut input = Vec::new();
-        for v in [30u32, 0xffff_fff0, 1_000_000] {
+        for v in [30u32, 0xffff_fff0, 1_000_000, 7_000] {
             input.extend_from_slice(&v.to_le_bytes());
         }
         input.extend_from_slice(&[0, 0xfe, 2]);
         input.extend_from_slice(&seg);
         super::run(&input);
-        input[14] = 3;
+        input[18] = 3;
         super::run(&input);
     }
 }
