@@ -115,7 +115,7 @@ mod tests {
             1u8, 1, 8, 10, 0, 0, 0x10, 0, 0, 0, 0x20, 0, 1, 1, 5, 10, 0, 0, 0x30, 0, 0, 0, 0x40, 0,
         ];
         let mut seg = vec![0u8; 20];
-        seg[12] = ((20 + opts.len()) / 4 << 4) as u8;
+        seg[12] = (((20 + opts.len()) / 4) << 4) as u8;
         seg[13] = 0x10;
         seg.extend_from_slice(&opts);
         seg.extend_from_slice(b"data");

@@ -934,7 +934,7 @@ impl World {
             0 | 1 => {
                 let dst = [VIP, WAN_IP, LAN_IP, LADDR, Ipv4Addr::new(10, 10, 0, 77)]
                     [usize::from(code) % 5];
-                let t = if kind % 5 == 0 { 8 } else { 0 };
+                let t = if kind.is_multiple_of(5) { 8 } else { 0 };
                 let m = net::icmp(t, 0, 0x0042_0001, b"0123456789abcdef");
                 let (src, smac, port) = if dst == LAN_IP || dst == LADDR {
                     (R1, R1_MAC, 1)
@@ -1411,6 +1411,24 @@ pub fn warm_up_summary() -> String {
     out
 }
 
+/// The operations an input decodes to, for reading a crash.
+pub fn explain(data: &[u8]) -> String {
+    let mut r = Reader::new(data);
+    let head = r.u8();
+    let mut out = format!(
+        "offload {}, allocation failing every {}, twins {}\n",
+        head & 1,
+        (head >> 1) & 0x3f,
+        head >> 7
+    );
+    let mut n = 0;
+    while !r.is_empty() && n < MAX_OPS {
+        out += &format!("{n}: {:?}\n", decode(&mut r));
+        n += 1;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1457,22 +1475,4 @@ mod tests {
             world.drain();
         }
     }
-}
-
-/// The operations an input decodes to, for reading a crash.
-pub fn explain(data: &[u8]) -> String {
-    let mut r = Reader::new(data);
-    let head = r.u8();
-    let mut out = format!(
-        "offload {}, allocation failing every {}, twins {}\n",
-        head & 1,
-        (head >> 1) & 0x3f,
-        head >> 7
-    );
-    let mut n = 0;
-    while !r.is_empty() && n < MAX_OPS {
-        out += &format!("{n}: {:?}\n", decode(&mut r));
-        n += 1;
-    }
-    out
 }
