@@ -9,6 +9,10 @@
 //! it here.
 
 fn main() {
+    // Without these, cargo reruns this script (and rebuilds sluice) when any
+    // file of the package changes: docs, scripts, the fuzz corpus.
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=DEP_DPDK_LIBS");
     let libs = std::env::var("DEP_DPDK_LIBS").unwrap_or_default();
     println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
     for lib in libs.split_whitespace() {

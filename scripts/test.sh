@@ -16,4 +16,8 @@ fi
 
 cargo build --release
 cargo test --release --workspace -- --test-threads=1
+# The fuzz crate is a workspace of its own (fuzz/README.md): its unit tests,
+# then each fuzz target for a few seconds from its seeds.
+(cd fuzz && cargo test --release --lib)
+fuzz/run.sh smoke 5
 docker/test.sh  # sluice in containers, default offloads on (docker/README.md)

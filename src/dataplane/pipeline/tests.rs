@@ -1151,6 +1151,35 @@ fn checksum_offload_leaves_checksums_to_the_nic() {
     assert_eq!(soft.len(), 1);
 }
 
+#[test]
+fn a_udp_datagram_shorter_than_its_ip_payload_keeps_a_valid_checksum_with_offload() {
+    // Found by the pipeline fuzzer: the NIC would sum all 17 bytes of the
+    // IP payload, receivers trim to the UDP length (13) and check that.
+    let mut hw = Lb::with(WRR_1_3, true, 1, 0).with_neighbours();
+    let mut f = udp_frame((CLIENT, 5000), (VIP, 53), CLIENT_MAC, LB_WAN);
+    f.extend_from_slice(&[1, 2, 3, 4]);
+    edit_ipv4_len(&mut f);
+    hw.p.process(0, pkt(f), 0, &mut hw.io);
+    let (port, out) = hw.io.sent.remove(0);
+    assert_eq!(port, 1);
+    assert_eq!(out.offload, None, "checksummed in software");
+    let ipp = Ipv4Packet::new_checked(&out.bytes[ETH_LEN..]).unwrap();
+    assert!(ipp.verify_checksum());
+    let udp = UdpPacket::new_checked(ipp.payload()).unwrap();
+    assert_eq!(udp.len(), 13);
+    let datagram = UdpPacket::new_checked(&ipp.payload()[..13]).unwrap();
+    assert!(datagram.verify_checksum(ipp.src_addr(), ipp.dst_addr()));
+    assert_eq!(endpoints(&out.bytes).1, sa(R1, 5353));
+}
+
+/// Grows the IPv4 total length of frame `f` to its end (checksum fixed).
+fn edit_ipv4_len(f: &mut [u8]) {
+    let len = (f.len() - ETH_LEN) as u16;
+    let mut p = Ipv4Packet::new_unchecked(&mut f[ETH_LEN..]);
+    p.set_total_len(len);
+    p.fill_checksum();
+}
+
 /// An ICMP error from `src` to `dst` quoting the IPv4 packet of `quoted`
 /// (a frame), as routers do: its header and first 8 payload bytes.
 fn icmp_error_frame(

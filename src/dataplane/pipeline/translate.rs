@@ -390,7 +390,12 @@ impl<P: PacketBuf> Pipeline<P> {
             return Verdict::Drop(Counter::DropTtlExceeded);
         }
         let l3_len = ip.l4_start - ETH_LEN;
-        if self.snap.ports[route.port as usize].tx_checksum_offload {
+        // The NIC sums the whole IP payload: a UDP datagram shorter than
+        // it (trailing bytes, which receivers trim) keeps the software path.
+        let nic_sums_it = proto == Proto::Tcp
+            || usize::from(UdpPacket::new_unchecked(&packet[l3_len..]).len())
+                == packet.len() - l3_len;
+        if self.snap.ports[route.port as usize].tx_checksum_offload && nic_sums_it {
             // The NIC computes the checksum from scratch.
             nat::translate_for_offload(packet, l3_len, proto, src, dst);
             Verdict::Forward(route, Some((l3_len, proto)))

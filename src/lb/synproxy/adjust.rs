@@ -222,7 +222,8 @@ pub fn shift_window(window: u16, shift: i8) -> u16 {
         let w = u32::from(window) << shift.min(16);
         w.min(0xffff) as u16
     } else {
-        window >> (-shift).min(16)
+        // In u32: a u16 shifted by 16 overflows (and -(-128) does in i8).
+        (u32::from(window) >> shift.unsigned_abs().min(16)) as u16
     }
 }
 
@@ -371,6 +372,11 @@ mod tests {
         assert_eq!(shift_window(0x4000, 3), 0xffff);
         assert_eq!(shift_window(100, 1), 200);
         assert_eq!(shift_window(100, -7), 0);
+        // Found by the synproxy_adjust fuzzer: shifts of 16 and more
+        // overflowed (in release builds, -16 left the window unchanged).
+        assert_eq!(shift_window(0xffff, -16), 0);
+        assert_eq!(shift_window(0xffff, -128), 0);
+        assert_eq!(shift_window(1, 127), 0xffff);
         let adj = Adjust {
             seq: 1,
             ack: 1,
