@@ -7,6 +7,9 @@ HTTP/1.0 on PORT (one connection per request):
     GET /whoami  -> "NAME client=IP:PORT\\n"  (the address this server saw)
     GET /slow?ms=N -> the same as /whoami, after waiting N ms (0..60000): a request
                     that keeps its connection open for a while
+    GET /health  -> 200 "NAME ok"; if DATA_DIR/health-NAME exists, the status it
+                    holds instead (e.g. "500"): a test breaks one real's health check
+                    without stopping it
     GET /FILE    -> the bytes of DATA_DIR/FILE
 UDP echo on 5353: any datagram -> "NAME client=IP:PORT\\n".
 
@@ -62,6 +65,17 @@ def make_handler(name, data_dir, request_log):
             path, _, query = self.path.partition("?")
             if path == "/whoami":
                 self.send_body(200, f"{name} client={self.client()}\n".encode())
+                return
+            if path == "/health":
+                status = 200
+                try:
+                    with open(os.path.join(data_dir, f"health-{name}")) as f:
+                        status = int(f.read().strip() or "200")
+                except FileNotFoundError:
+                    pass
+                except ValueError:
+                    status = 500
+                self.send_body(status, f"{name} {'ok' if status == 200 else 'unwell'}\n".encode())
                 return
             if path == "/slow":
                 try:

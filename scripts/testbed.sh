@@ -31,6 +31,8 @@
 #   testbed.sh up NAME [--reals N] [--port P] [--routed] [--offloads default|off]
 #   testbed.sh down NAME
 #   testbed.sh exec NAME ROLE CMD...     ROLE: client | lb | sw | rt (routed) | r1..rN
+#   testbed.sh stop-real NAME K          stop real server K's HTTP server and UDP echo
+#   testbed.sh start-real NAME K         start it again (waits until it listens)
 #   testbed.sh status NAME
 #
 # State (pids, logs, data) lives in /tmp/sluice-testbed/NAME/.
@@ -291,6 +293,47 @@ cmd_down() {
     return 0
 }
 
+real_pidfile() {
+    local name=$1 k=${2:-}
+    [[ $k =~ ^[0-9]+$ ]] || die "real server number expected, got '$k'"
+    local dir="$STATE_ROOT/$name"
+    [[ -f $dir/reals ]] || die "no testbed '$name'"
+    ((k >= 1 && k <= $(cat "$dir/reals"))) || die "no real server r$k in testbed '$name'"
+    echo "$dir/r$k.pid"
+}
+
+# Whether $1 runs (a zombie no longer does: nothing may reap it soon).
+running() {
+    local state
+    state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+    [[ -n $state && $state != Z ]]
+}
+
+cmd_stop_real() {
+    local name=$1 k=${2:-} pidfile pid i
+    pidfile=$(real_pidfile "$name" "$k")
+    pid=$(cat "$pidfile" 2>/dev/null || true)
+    [[ -n $pid ]] || return 0
+    kill_pids TERM "$pid"
+    for ((i = 0; i < 100; i++)); do
+        running "$pid" || break
+        sleep 0.02
+    done
+    if running "$pid"; then kill_pids KILL "$pid"; fi
+    rm -f "$pidfile"
+}
+
+cmd_start_real() {
+    local name=$1 k=${2:-} pidfile
+    pidfile=$(real_pidfile "$name" "$k")
+    local dir="$STATE_ROOT/$name" port
+    port=$(cat "$dir/port")
+    [[ -f $pidfile ]] && die "r$k is running (pid $(cat "$pidfile"))"
+    start_real "$name" "$dir" "$port" "$k"
+    wait_listening "$name-r$k" t "$port" || { cat "$dir/r$k.out" >&2; die "r$k: HTTP server not listening on $port"; }
+    wait_listening "$name-r$k" u "$UDP_ECHO_PORT" || { cat "$dir/r$k.out" >&2; die "r$k: UDP echo not listening"; }
+}
+
 cmd_exec() {
     local name=$1 role=${2:-}
     shift 2 || usage
@@ -332,6 +375,8 @@ case $cmd in
     up) cmd_up "$name" "$@" ;;
     down) cmd_down "$name" ;;
     exec) cmd_exec "$name" "$@" ;;
+    stop-real) cmd_stop_real "$name" "$@" ;;
+    start-real) cmd_start_real "$name" "$@" ;;
     status) cmd_status "$name" ;;
     *) usage ;;
 esac

@@ -9,7 +9,6 @@ use sluice::control::plane::ControlPlane;
 use sluice::control::server::{self, ControlSocket};
 use sluice::dataplane::runtime::Dataplane;
 use sluice::dataplane::stats::rate_line;
-use sluice::kernel::twin::KernelRoutes;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -175,15 +174,10 @@ fn run(path: Option<PathBuf>, stats: Option<f64>) -> ExitCode {
             .map(|a| format!(", metrics on http://{a}/metrics"))
             .unwrap_or_default()
     );
-    let mut kernel_routes = dataplane
-        .has_twins()
-        .then(|| KernelRoutes::new(config.kernel.route_metric));
+    // The plane puts the configured routes in the kernel (when the ports
+    // have twins) before "ready", so that what starts after sluice finds
+    // them there, and before its first health check.
     let mut plane = ControlPlane::new(config, path, handles);
-    if let Some(routes) = kernel_routes.as_mut() {
-        // In the kernel before "ready", so that what starts after sluice
-        // finds the routes there.
-        routes.sync(&plane.state().routes);
-    }
     println!("sluice: ready");
     let _ = std::io::stdout().flush();
 
@@ -210,6 +204,7 @@ fn run(path: Option<PathBuf>, stats: Option<f64>) -> ExitCode {
                     ports: &dataplane.port_stats(),
                     mbufs_in_use: dataplane.mbufs_in_use(),
                     mbufs: dataplane.mbufs(),
+                    health_checks: plane.health_checks(),
                 })
             });
         }
@@ -220,10 +215,6 @@ fn run(path: Option<PathBuf>, stats: Option<f64>) -> ExitCode {
             }
         }
         plane.tick();
-        if let Some(routes) = kernel_routes.as_mut() {
-            // The configured routes follow every change into the kernel.
-            routes.sync(&plane.state().routes);
-        }
         if let Some(every) = stats_every {
             if last.0.elapsed() >= every {
                 let now = plane.counters();

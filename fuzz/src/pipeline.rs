@@ -407,6 +407,7 @@ fn setup() -> &'static Setup {
                             addr: r("192.168.10.2:8080"),
                             weight: 0,
                             mode: sluice::lb::service::ForwardMode::Nat,
+                            check_port: None,
                         },
                     },
                     Change::AddNeighbour {

@@ -14,6 +14,7 @@
 //! {"status":"error","error":"no service tcp 10.10.0.100:81"}
 //! ```
 
+use crate::control::health::CheckSpec;
 use crate::control::state::{Change, ServiceKey};
 use crate::lb::scheduler::{SchedFlags, SchedulerKind};
 use crate::lb::service::{ClientAddressMode, ForwardMode, Persistence, SynProxyMode};
@@ -133,12 +134,35 @@ pub struct RateView {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RealView {
     pub addr: SocketAddrV4,
+    /// As configured: a real its check took out keeps it (and gets it back).
     pub weight: u32,
     pub mode: ForwardMode,
     pub active: u64,
     pub inactive: u64,
     pub stats: StatsView,
     pub rate: RateView,
+    /// The port its health check connects to, where not its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_port: Option<u16>,
+    /// Where its service has a health check: what the checks say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthView>,
+}
+
+/// A checked real's health.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthView {
+    /// False: taken out of scheduling (no new connections).
+    pub up: bool,
+    /// Consecutive successful and failed checks (one of them is 0).
+    pub successes: u32,
+    pub failures: u32,
+    /// Why the last failed check failed ("connect: refused", "timeout",
+    /// "http status 500", ...).
+    pub last_failure: Option<String>,
+    /// Checks done and failed since the real (or its check) appeared.
+    pub checks: u64,
+    pub failed: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -157,6 +181,9 @@ pub struct ServiceView {
     pub persistence: Option<Persistence>,
     #[serde(default)]
     pub synproxy: SynProxyMode,
+    /// The health check of its reals.
+    #[serde(default)]
+    pub check: CheckSpec,
     #[serde(default)]
     pub client_address: ClientAddressMode,
     pub mode: ForwardMode,

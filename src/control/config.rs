@@ -6,6 +6,7 @@
 //! through. Every error names the file, the field and the reason, and
 //! nothing starts until the whole file is valid.
 
+use crate::control::health::spec::{self as check, CheckKind, CheckSpec, CheckType};
 use crate::control::state::{
     Change, Persistence, RealSpec, RouteSpec, ServiceKey, ServiceOptions, State,
 };
@@ -353,6 +354,21 @@ struct RawService {
     reals: Vec<RawReal>,
     #[serde(default)]
     laddrs: Vec<String>,
+    check: Option<RawCheck>,
+}
+
+/// `[service.check]`; seconds as numbers (`1`, `0.5`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCheck {
+    #[serde(rename = "type")]
+    kind: String,
+    path: Option<String>,
+    expect: Option<u16>,
+    interval: Option<f64>,
+    timeout: Option<f64>,
+    rise: Option<u32>,
+    fall: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -376,6 +392,8 @@ struct RawReal {
     addr: String,
     #[serde(default = "default_weight")]
     weight: u32,
+    /// The port the health check connects to, if not the real's.
+    check_port: Option<u16>,
 }
 
 fn default_weight() -> u32 {
@@ -812,6 +830,7 @@ impl Validator<'_> {
                     )
                 })?,
             };
+            let check = self.check(i, s.check.as_ref())?;
             let client_address = match &s.client_address {
                 None => ClientAddressMode::default(),
                 Some(w) => w.parse().map_err(|_| {
@@ -848,6 +867,7 @@ impl Validator<'_> {
                         flags,
                         persistence,
                         synproxy,
+                        check,
                         client_address,
                     },
                 },
@@ -863,6 +883,7 @@ impl Validator<'_> {
                             addr,
                             weight: r.weight,
                             mode,
+                            check_port: r.check_port,
                         },
                     },
                 });
@@ -875,6 +896,57 @@ impl Validator<'_> {
             }
         }
         Ok(())
+    }
+
+    /// `[service.check]`: its words and numbers into a `CheckSpec`; the
+    /// ranges are `State::apply`'s to check. `path` and `expect` only go
+    /// with `type = "http"`; `type = "none"` ignores the rest, so checks can
+    /// be switched off by changing the type alone.
+    fn check(&self, i: usize, raw: Option<&RawCheck>) -> Result<CheckSpec, ConfigError> {
+        let Some(raw) = raw else {
+            return Ok(CheckSpec::default());
+        };
+        let f = |name: &str| format!("service[{i}].check.{name}");
+        let kind: CheckType = raw.kind.parse().map_err(|_| {
+            self.err(
+                f("type"),
+                format!("{:?}: expected \"tcp\", \"http\" or \"none\"", raw.kind),
+            )
+        })?;
+        let kind = match kind {
+            CheckType::None => return Ok(CheckSpec::default()),
+            CheckType::Tcp => {
+                for (name, given) in [
+                    ("path", raw.path.is_some()),
+                    ("expect", raw.expect.is_some()),
+                ] {
+                    if given {
+                        return Err(self.err(f(name), "only applies with type = \"http\""));
+                    }
+                }
+                CheckKind::Tcp
+            }
+            CheckType::Http => CheckKind::Http {
+                path: raw
+                    .path
+                    .clone()
+                    .unwrap_or_else(|| check::DEFAULT_PATH.into()),
+                expect: raw.expect.unwrap_or(check::DEFAULT_EXPECT),
+            },
+        };
+        let d = CheckSpec::default();
+        let secs = |name: &str, v: Option<f64>, default: u32| match v {
+            None => Ok(default),
+            Some(s) => check::secs_to_ms(s)
+                .ok_or_else(|| self.err(f(name), format!("{s} is not a number of seconds"))),
+        };
+        Ok(CheckSpec {
+            kind,
+            interval_ms: secs("interval", raw.interval, d.interval_ms)?,
+            timeout_ms: secs("timeout", raw.timeout, d.timeout_ms)?,
+            rise: raw.rise.unwrap_or(d.rise),
+            fall: raw.fall.unwrap_or(d.fall),
+        })
     }
 
     /// FULLNAT's local addresses: a TOML service declares itself whole, so
@@ -1147,6 +1219,74 @@ udp = 30
         assert!(e.contains("dataplane.local_port_range"), "{e}");
         let c = with("[dataplane]\nlocal_port_range = [40000, 40007]\n").unwrap();
         assert_eq!(c.dataplane.local_port_range, 40000..=40007);
+    }
+
+    #[test]
+    fn service_checks_and_real_check_ports() {
+        let svc = |check: &str| {
+            format!(
+                "[[service]]\nvip = \"10.10.0.100:80\"\nproto = \"tcp\"\n\
+                 [[service.real]]\naddr = \"192.168.10.2:8080\"\ncheck_port = 9000\n\
+                 [[service.real]]\naddr = \"192.168.10.3:8080\"\n{check}"
+            )
+        };
+        let c = with(&svc(
+            "[service.check]\ntype = \"http\"\npath = \"/health\"\nexpect = 204\n\
+             interval = 0.5\ntimeout = 0.25\nrise = 3\nfall = 4\n",
+        ))
+        .unwrap();
+        let s = &c.state.services[0];
+        assert_eq!(
+            s.options.check,
+            CheckSpec {
+                kind: CheckKind::Http {
+                    path: "/health".into(),
+                    expect: 204
+                },
+                interval_ms: 500,
+                timeout_ms: 250,
+                rise: 3,
+                fall: 4,
+            }
+        );
+        assert_eq!(s.reals[0].check_port, Some(9000));
+        assert_eq!(s.reals[1].check_port, None);
+        // Defaults: no check; a type alone takes the rest's defaults.
+        let c = with(&svc("")).unwrap();
+        assert_eq!(c.state.services[0].options.check, CheckSpec::default());
+        let c = with(&svc("[service.check]\ntype = \"tcp\"\n")).unwrap();
+        assert_eq!(
+            c.state.services[0].options.check,
+            CheckSpec {
+                kind: CheckKind::Tcp,
+                ..CheckSpec::default()
+            }
+        );
+        // "none" switches it off whatever else is there.
+        let c = with(&svc(
+            "[service.check]\ntype = \"none\"\npath = \"/x\"\ninterval = 9\n",
+        ))
+        .unwrap();
+        assert_eq!(c.state.services[0].options.check, CheckSpec::default());
+        for (check, field) in [
+            ("type = \"ping\"", "service[0].check.type"),
+            ("type = \"tcp\"\npath = \"/\"", "service[0].check.path"),
+            ("type = \"tcp\"\nexpect = 200", "service[0].check.expect"),
+            ("type = \"http\"\npath = \"x y\"", "service[0].check.path"),
+            ("type = \"http\"\nexpect = 700", "service[0].check.expect"),
+            ("type = \"tcp\"\ninterval = 0", "service[0].check.interval"),
+            ("type = \"tcp\"\ninterval = -2", "service[0].check.interval"),
+            ("type = \"tcp\"\ntimeout = 5000", "service[0].check.timeout"),
+            ("type = \"tcp\"\nrise = 0", "service[0].check.rise"),
+            ("type = \"tcp\"\nfall = 1000", "service[0].check.fall"),
+        ] {
+            let e = err(&svc(&format!("[service.check]\n{check}\n")));
+            assert!(e.contains(&format!(": {field}: ")), "expected {field}: {e}");
+        }
+        let e = err(&svc("[service.check]\ntype = \"tcp\"\nport = 80\n"));
+        assert!(e.contains("port"), "unknown keys are refused: {e}");
+        let e = err(&svc("").replace("check_port = 9000", "check_port = 0"));
+        assert!(e.contains("service[0].real[0].check_port"), "{e}");
     }
 
     #[test]

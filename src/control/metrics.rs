@@ -24,6 +24,8 @@ pub struct Scrape<'a> {
     pub ports: &'a [PortStats],
     pub mbufs_in_use: u32,
     pub mbufs: u32,
+    /// Health checks done and failed since sluice started.
+    pub health_checks: (u64, u64),
 }
 
 /// A metric family of one kind of value: (name or suffix, help, getter).
@@ -132,6 +134,34 @@ pub fn render(s: &Scrape) -> String {
             }
         }
     }
+    f.head(
+        "sluice_real_up",
+        "gauge",
+        "Real server of a service with a health check: 1 up, 0 taken out by its check.",
+    );
+    for svc in &s.services.services {
+        for r in &svc.reals {
+            if let Some(h) = &r.health {
+                f.sample(
+                    "sluice_real_up",
+                    &real_labels(svc.proto.as_str(), svc.vip, r.addr),
+                    u64::from(h.up),
+                );
+            }
+        }
+    }
+    f.head(
+        "sluice_health_checks_total",
+        "counter",
+        "Health checks done, over every real.",
+    );
+    f.sample("sluice_health_checks_total", &[], s.health_checks.0);
+    f.head(
+        "sluice_health_check_failures_total",
+        "counter",
+        "Health checks that failed, over every real.",
+    );
+    f.sample("sluice_health_check_failures_total", &[], s.health_checks.1);
     for (suffix, help, get) in stat_families {
         let name = format!("sluice_ipvs_backend_{suffix}");
         f.head(&name, "counter", &format!("Real server: {help}."));
@@ -315,6 +345,7 @@ mod tests {
                 flags: SchedFlags::default(),
                 persistence: None,
                 synproxy: Default::default(),
+                check: Default::default(),
                 client_address: Default::default(),
                 mode: ForwardMode::Nat,
                 laddrs: vec![],
@@ -334,6 +365,8 @@ mod tests {
                     inactive: 2,
                     stats: StatsView::default(),
                     rate: RateView::default(),
+                    check_port: None,
+                    health: None,
                 }],
             }],
         };
@@ -346,6 +379,7 @@ mod tests {
             ports: &[PortStats::default()],
             mbufs_in_use: 5,
             mbufs: 100,
+            health_checks: (0, 0),
         });
         assert!(text.contains(
             "sluice_ipvs_connections_total{local_address=\"10.10.0.100\",local_port=\"80\",proto=\"TCP\"} 3"

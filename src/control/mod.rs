@@ -2,12 +2,14 @@
 //! state and the one way it changes (`state`), the TOML that declares it
 //! (`config`), real server counter slots (`slots`), the control plane that
 //! publishes snapshots and answers requests (`plane`), the socket protocol
-//! (`api`) and server (`server`), the `sluice ctl` client (`ctl`), and the
-//! Prometheus exposition (`metrics`). Nothing here runs per packet.
+//! (`api`) and server (`server`), the `sluice ctl` client (`ctl`), the
+//! Prometheus exposition (`metrics`), and the real servers' health checks
+//! (`health`). Nothing here runs per packet.
 
 pub mod api;
 pub mod config;
 pub mod ctl;
+pub mod health;
 pub mod metrics;
 pub mod plane;
 pub mod server;

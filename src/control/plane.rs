@@ -4,14 +4,18 @@
 //! rates, zeroed baselines) from what the workers publish.
 //!
 //! A change travels one way: request -> `State::apply` -> real server slots
-//! -> `Snapshot` -> `SnapshotPublisher` -> workers. A reload and (later)
-//! health checks enter at `apply` too.
+//! -> `Snapshot` -> `SnapshotPublisher` -> workers, then the configured
+//! routes into the kernel (when the ports have twins) and the health checks'
+//! targets, in that order: a check must not run before the kernel has the
+//! route to its real. A reload and the health checks' verdicts
+//! (`Change::SetHealth`) enter at `apply` too.
 
 use super::api::{
     Answer, ConnectionView, LaddrView, NeighbourView, RateView, RealView, Request, Response,
     RouteView, ServiceView, ServicesView, StatsView, TimeoutsView,
 };
 use super::config::Config;
+use super::health::HealthMonitor;
 use super::slots::{RealSlots, SlotUse};
 use super::state::{Change, ServiceKey, State};
 use crate::dataplane::counters::{Counter, Counters};
@@ -20,6 +24,7 @@ use crate::dataplane::query::{Query, Reply, SESSION_SCAN};
 use crate::dataplane::runtime::{Handles, WorkerLink};
 use crate::dataplane::snapshot::{Destination, Inputs, PortFacts, Snapshot};
 use crate::dataplane::stats::ConflictLog;
+use crate::kernel::twin::KernelRoutes;
 use crate::lb::stats::RealCounters;
 use crate::wire::EthernetAddress;
 use hashbrown::{HashMap, HashSet};
@@ -146,6 +151,11 @@ pub struct ControlPlane {
     published_retired: Vec<(Ipv4Addr, Destination)>,
     /// Claims on our addresses the workers reported, to log.
     conflicts: ConflictLog,
+    /// The configured routes in the host kernel, for the twins (None: no
+    /// port has one).
+    kernel_routes: Option<KernelRoutes>,
+    /// The health checks and each checked real's state.
+    health: HealthMonitor,
 }
 
 impl ControlPlane {
@@ -167,6 +177,15 @@ impl ControlPlane {
             warn!("real server slots: {e}");
         }
         let capacity = slots.capacity();
+        let kernel_routes = handles
+            .facts
+            .iter()
+            .any(|f| f.kernel_twin)
+            .then(|| KernelRoutes::new(config.kernel.route_metric));
+        let health = HealthMonitor::spawn().unwrap_or_else(|e| {
+            log::error!("health checks: cannot start the checker thread ({e}): no real is checked");
+            HealthMonitor::new(None)
+        });
         let mut plane = ControlPlane {
             path,
             state,
@@ -184,9 +203,12 @@ impl ControlPlane {
             last_rates: Instant::now(),
             published_retired: Vec::new(),
             conflicts: ConflictLog::new(handles_workers, ARP_CONFLICT_LOG_PERIOD),
+            kernel_routes,
+            health,
             config,
         };
         plane.remember_addrs();
+        plane.follow_state();
         plane
     }
 
@@ -238,7 +260,32 @@ impl ControlPlane {
         self.state = next;
         self.slots = slots;
         self.remember_addrs();
+        self.follow_state();
         Ok(epoch)
+    }
+
+    /// What follows the state outside the snapshot: the configured routes
+    /// into the kernel first (they are there before sluice says "ready",
+    /// and before a check of a real behind a new route starts), then the
+    /// health checks' targets.
+    fn follow_state(&mut self) {
+        if let Some(routes) = self.kernel_routes.as_mut() {
+            routes.sync(&self.state.routes);
+        }
+        self.health.follow(&self.state);
+    }
+
+    /// Brings the state in line with the health checks' verdicts, as one
+    /// change (one snapshot however many reals changed at once).
+    fn apply_health(&mut self) {
+        self.health.poll();
+        let changes = self.health.changes(&self.state);
+        if changes.is_empty() {
+            return;
+        }
+        if let Err(e) = self.apply(&changes) {
+            warn!("health checks: cannot apply their verdicts: {e}");
+        }
     }
 
     /// Re-publishes the current state (after a switch changed).
@@ -312,7 +359,9 @@ impl ControlPlane {
                 path.display()
             ));
         }
-        let epoch = self.commit(new.state.clone())?;
+        let mut next = new.state.clone();
+        next.keep_health(&self.state);
+        let epoch = self.commit(next)?;
         self.config = new;
         info!("reloaded {} (snapshot {epoch})", self.path_text());
         Ok(epoch)
@@ -328,6 +377,7 @@ impl ControlPlane {
     /// slots nobody uses any more, forgets addresses no session uses, moves
     /// the rate estimates on.
     pub fn tick(&mut self) {
+        self.apply_health();
         self.publisher.reclaim();
         for c in self
             .conflicts
@@ -469,6 +519,8 @@ impl ControlPlane {
                     inactive: t.inactive,
                     stats: net,
                     rate: e.view(),
+                    check_port: r.check_port,
+                    health: self.health.view(&s.key, r.addr),
                 });
             }
             // Totals over every slot of the service, removed reals' too.
@@ -492,6 +544,7 @@ impl ControlPlane {
                 flags: s.options.flags,
                 persistence: s.options.persistence,
                 synproxy: s.options.synproxy,
+                check: s.options.check.clone(),
                 client_address: s.options.client_address,
                 mode: s.mode(),
                 laddrs: s
@@ -675,6 +728,9 @@ impl ControlPlane {
     /// Answers one request.
     pub fn handle(&mut self, request: Request) -> Response {
         let result = match request {
+            Request::Apply { changes } if changes.iter().any(|c| c.is_health()) => Err(
+                "set_health is the health checks' own change: a request cannot make it".to_string(),
+            ),
             Request::Apply { changes } => self.apply(&changes).map(|epoch| Answer::Applied {
                 applied: changes.len(),
                 epoch,
@@ -737,6 +793,11 @@ impl ControlPlane {
                 "unknown setting {name:?} (known: expire_nodest_conn)"
             )),
         }
+    }
+
+    /// Health checks done and failed since sluice started.
+    pub fn health_checks(&self) -> (u64, u64) {
+        self.health.totals()
     }
 
     /// The ports' MACs, for views that show them.

@@ -198,6 +198,7 @@ mod tests {
                 flags: SchedFlags::default(),
                 persistence: None,
                 synproxy: Default::default(),
+                check: Default::default(),
                 client_address: Default::default(),
             },
         }];
@@ -208,6 +209,7 @@ mod tests {
                     addr: r.parse().unwrap(),
                     weight: 1,
                     mode: ForwardMode::Nat,
+                    check_port: None,
                 },
             });
         }

@@ -3,8 +3,8 @@
 //! timeouts), and the one way to change it: `State::apply(change)`.
 //!
 //! `apply` is the only place that validates a change. The TOML loader, a
-//! `sluice ctl` command, a `-R` batch, a reload and (later) a health check
-//! all go through it, so they accept and refuse exactly the same things.
+//! `sluice ctl` command, a `-R` batch, a reload and the health checks all
+//! go through it, so they accept and refuse exactly the same things.
 //! A change never mutates: it returns a new `State`, and an error leaves
 //! the old one as it was.
 //!
@@ -12,6 +12,7 @@
 //! change touches them: they are fixed when the ports start.
 
 use crate::control::config::InterfaceConfig;
+use crate::control::health::spec::{self as check, CheckKind, CheckSpec};
 use crate::lb::laddr;
 use crate::lb::scheduler::{SchedFlags, SchedulerKind};
 pub use crate::lb::service::{
@@ -22,6 +23,7 @@ use crate::net::cidr::Ipv4Cidr;
 use crate::net::route::RouteTable;
 use crate::wire::EthernetAddress;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
@@ -41,6 +43,9 @@ pub struct ServiceOptions {
     /// flood.
     #[serde(default)]
     pub synproxy: SynProxyMode,
+    /// The health check of its reals (none by default).
+    #[serde(default)]
+    pub check: CheckSpec,
     /// FULLNAT TCP only: how the reals learn the client's address (`none`,
     /// the default; `proxy-v2`; `toa`).
     #[serde(default)]
@@ -54,6 +59,9 @@ pub struct RealSpec {
     /// 0 quiesces: no new connections, established ones carry on.
     pub weight: u32,
     pub mode: ForwardMode,
+    /// The port the health check connects to, where it is not the real's.
+    #[serde(default)]
+    pub check_port: Option<u16>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +86,20 @@ impl ServiceSpec {
 
     pub fn real(&self, addr: SocketAddrV4) -> Option<&RealSpec> {
         self.reals.iter().find(|r| r.addr == addr)
+    }
+
+    /// What the health check of real `r` connects to and asks, and from
+    /// which of our interface addresses (the one on the port `routes` reach
+    /// the real by); None when the service has no check.
+    pub fn check_target(&self, r: &RealSpec, routes: &RouteTable) -> Option<check::Target> {
+        let c = &self.options.check;
+        c.is_on().then(|| check::Target {
+            addr: SocketAddrV4::new(*r.addr.ip(), r.check_port.unwrap_or(r.addr.port())),
+            source: routes.source_for(*r.addr.ip()),
+            kind: c.kind.clone(),
+            interval_ms: c.interval_ms,
+            timeout_ms: c.timeout_ms,
+        })
     }
 }
 
@@ -157,6 +179,22 @@ pub enum Change {
     DeleteNeighbour {
         addr: Ipv4Addr,
     },
+    /// The health checks' verdict on a real: `up` false takes it out of
+    /// scheduling (its sessions and slot stay), true brings it back with
+    /// its configured weight. Only sluice's own checks make this change;
+    /// it is not configuration (`-S` and a reload leave it alone).
+    SetHealth {
+        key: ServiceKey,
+        addr: SocketAddrV4,
+        up: bool,
+    },
+}
+
+impl Change {
+    /// Whether this is the health checks' change rather than an operator's.
+    pub fn is_health(&self) -> bool {
+        matches!(self, Change::SetHealth { .. })
+    }
 }
 
 /// Why a change was refused. `field` names the part of the change at
@@ -203,6 +241,8 @@ pub struct State {
     pub timeouts: Timeouts,
     /// Most real servers over all services (slots for per-real counters).
     max_reals: usize,
+    /// Reals their service's health check took out of scheduling.
+    down: BTreeSet<(ServiceKey, SocketAddrV4)>,
 }
 
 impl State {
@@ -215,6 +255,7 @@ impl State {
             neighbours: Vec::new(),
             timeouts: Timeouts::default(),
             max_reals,
+            down: BTreeSet::new(),
         }
     }
 
@@ -235,6 +276,37 @@ impl State {
             .iter_mut()
             .find(|s| s.key == *key)
             .ok_or_else(|| ApplyError::new(format!("no service {key}")))
+    }
+
+    /// Whether the health check took this real out of scheduling.
+    pub fn is_down(&self, key: &ServiceKey, addr: SocketAddrV4) -> bool {
+        self.down.contains(&(*key, addr))
+    }
+
+    /// Takes over `from`'s health verdicts for the reals that are still
+    /// here and still checked (a reload builds its state afresh from the
+    /// file; the reals' health must not start again).
+    pub fn keep_health(&mut self, from: &State) {
+        self.down = from
+            .down
+            .iter()
+            .filter(|(key, addr)| {
+                self.service(key)
+                    .is_some_and(|s| s.options.check.is_on() && s.real(*addr).is_some())
+            })
+            .copied()
+            .collect();
+    }
+
+    /// Forgets the verdicts on reals that are gone or no longer checked.
+    fn prune_health(&mut self) {
+        let services = &self.services;
+        self.down.retain(|(key, addr)| {
+            services
+                .iter()
+                .find(|s| s.key == *key)
+                .is_some_and(|s| s.options.check.is_on() && s.real(*addr).is_some())
+        });
     }
 
     /// Real servers over all services.
@@ -300,6 +372,12 @@ impl State {
     }
 
     fn apply_in_place(&mut self, change: &Change) -> Result<(), ApplyError> {
+        self.apply_change(change)?;
+        self.prune_health();
+        Ok(())
+    }
+
+    fn apply_change(&mut self, change: &Change) -> Result<(), ApplyError> {
         match change {
             Change::AddService { key, options } => {
                 if self.service(key).is_some() {
@@ -345,6 +423,7 @@ impl State {
             Change::Clear => self.services.clear(),
             Change::AddReal { key, real } => {
                 check_weight(real.weight)?;
+                check_port(real.check_port)?;
                 if real.addr.port() == 0 {
                     return Err(ApplyError::at("addr", "port 0 is not a real server port"));
                 }
@@ -370,6 +449,7 @@ impl State {
             }
             Change::EditReal { key, real } => {
                 check_weight(real.weight)?;
+                check_port(real.check_port)?;
                 let service = self.service_mut(key)?;
                 check_mode(service, real.mode, Some(real.addr))?;
                 check_client_address(key, service.options.client_address, Some(real.mode))?;
@@ -521,6 +601,27 @@ impl State {
                     ));
                 }
             }
+            Change::SetHealth { key, addr, up } => {
+                let service = self
+                    .service(key)
+                    .ok_or_else(|| ApplyError::new(format!("no service {key}")))?;
+                if service.real(*addr).is_none() {
+                    return Err(ApplyError::at(
+                        "addr",
+                        format!("no real server {addr} in service {key}"),
+                    ));
+                }
+                if *up {
+                    self.down.remove(&(*key, *addr));
+                } else if !service.options.check.is_on() {
+                    return Err(ApplyError::at(
+                        "check",
+                        format!("service {key} has no health check"),
+                    ));
+                } else {
+                    self.down.insert((*key, *addr));
+                }
+            }
         }
         Ok(())
     }
@@ -589,7 +690,69 @@ fn check_weight(weight: u32) -> Result<(), ApplyError> {
     Ok(())
 }
 
+fn check_port(port: Option<u16>) -> Result<(), ApplyError> {
+    if port == Some(0) {
+        return Err(ApplyError::at("check_port", "check port 0 is not a port"));
+    }
+    Ok(())
+}
+
+/// A health check's settings, each against its bounds. Any service may
+/// have one, UDP ones too (a DNS service checked over TCP, say, or on an
+/// HTTP port of its reals with `check_port`).
+fn check_health(c: &CheckSpec) -> Result<(), ApplyError> {
+    if !c.is_on() {
+        return Ok(());
+    }
+    if let CheckKind::Http { path, expect } = &c.kind {
+        if let Some(problem) = check::path_problem(path) {
+            return Err(ApplyError::at(
+                "check.path",
+                format!("check path {path:?} {problem}"),
+            ));
+        }
+        if !(100..=599).contains(expect) {
+            return Err(ApplyError::at(
+                "check.expect",
+                format!("check expect {expect} is not an HTTP status (100 to 599)"),
+            ));
+        }
+    }
+    let range = check::MIN_INTERVAL_MS..=check::MAX_INTERVAL_MS;
+    for (field, ms) in [
+        ("check.interval", c.interval_ms),
+        ("check.timeout", c.timeout_ms),
+    ] {
+        if !range.contains(&ms) {
+            return Err(ApplyError::at(
+                field,
+                format!(
+                    "check {} {} s is out of range ({} to {} seconds)",
+                    &field[6..],
+                    check::Secs(ms),
+                    check::Secs(*range.start()),
+                    check::Secs(*range.end())
+                ),
+            ));
+        }
+    }
+    for (field, n) in [("check.rise", c.rise), ("check.fall", c.fall)] {
+        if !(1..=check::MAX_RISE_FALL).contains(&n) {
+            return Err(ApplyError::at(
+                field,
+                format!(
+                    "check {} {n} is out of range (1 to {})",
+                    &field[6..],
+                    check::MAX_RISE_FALL
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn check_options(key: &ServiceKey, options: &ServiceOptions) -> Result<(), ApplyError> {
+    check_health(&options.check)?;
     if key.proto == crate::lb::Proto::Udp && options.synproxy == SynProxyMode::On {
         return Err(ApplyError::at(
             "synproxy",
@@ -715,6 +878,7 @@ mod tests {
             flags: SchedFlags::default(),
             persistence: None,
             synproxy: Default::default(),
+            check: Default::default(),
             client_address: Default::default(),
         }
     }
@@ -724,6 +888,7 @@ mod tests {
             addr: sa(addr),
             weight,
             mode,
+            check_port: None,
         }
     }
 
@@ -1012,9 +1177,185 @@ mod tests {
             .is_err());
     }
 
+    fn http_check() -> CheckSpec {
+        CheckSpec {
+            kind: CheckKind::Http {
+                path: "/health".into(),
+                expect: 200,
+            },
+            ..CheckSpec::default()
+        }
+    }
+
+    fn checked() -> State {
+        let mut o = opts(SchedulerKind::Wrr);
+        o.check = http_check();
+        with_service()
+            .apply_all(&[
+                Change::EditService {
+                    key: key("10.10.0.100:80"),
+                    options: o,
+                },
+                Change::AddReal {
+                    key: key("10.10.0.100:80"),
+                    real: RealSpec {
+                        check_port: Some(9000),
+                        ..real("192.168.10.3:8080", 2, ForwardMode::Nat)
+                    },
+                },
+            ])
+            .unwrap()
+    }
+
+    #[test]
+    fn check_settings_are_checked_and_errors_name_the_field() {
+        let s = with_service();
+        let k = key("10.10.0.100:80");
+        let edit = |c: CheckSpec| {
+            let mut o = opts(SchedulerKind::Wrr);
+            o.check = c;
+            s.apply(&Change::EditService { key: k, options: o })
+        };
+        assert!(edit(http_check()).is_ok());
+        let cases = [
+            (
+                CheckKind::Http {
+                    path: "health".into(),
+                    expect: 200,
+                },
+                1000,
+                1000,
+                2,
+                2,
+                "check.path",
+            ),
+            (
+                CheckKind::Http {
+                    path: "/".into(),
+                    expect: 99,
+                },
+                1000,
+                1000,
+                2,
+                2,
+                "check.expect",
+            ),
+            (CheckKind::Tcp, 10, 1000, 2, 2, "check.interval"),
+            (CheckKind::Tcp, 1000, 4_000_000, 2, 2, "check.timeout"),
+            (CheckKind::Tcp, 1000, 1000, 0, 2, "check.rise"),
+            (CheckKind::Tcp, 1000, 1000, 2, 101, "check.fall"),
+        ];
+        for (kind, interval_ms, timeout_ms, rise, fall, field) in cases {
+            let e = edit(CheckSpec {
+                kind,
+                interval_ms,
+                timeout_ms,
+                rise,
+                fall,
+            })
+            .unwrap_err();
+            assert_eq!(e.field, Some(field), "{e}");
+            assert!(e.reason.starts_with("check "), "{e}");
+        }
+        // Timings are not looked at without a check.
+        assert!(edit(CheckSpec {
+            interval_ms: 1,
+            ..CheckSpec::default()
+        })
+        .is_ok());
+        let e = s
+            .apply(&Change::AddReal {
+                key: k,
+                real: RealSpec {
+                    check_port: Some(0),
+                    ..real("192.168.10.3:8080", 1, ForwardMode::Nat)
+                },
+            })
+            .unwrap_err();
+        assert_eq!(e.field, Some("check_port"));
+        // The check's target: the real's address at its check port.
+        let s = checked();
+        let svc = s.service(&k).unwrap();
+        let routes = s.route_table().unwrap();
+        let t = svc.check_target(&svc.reals[1], &routes).unwrap();
+        assert_eq!(t.addr, sa("192.168.10.3:9000"));
+        let t = svc.check_target(&svc.reals[0], &routes).unwrap();
+        assert_eq!(t.addr, sa("192.168.10.2:8080"));
+        // From our address on the reals' side, not the clients'.
+        assert_eq!(t.source, Some("192.168.10.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn health_verdicts_follow_the_reals_and_their_checks() {
+        let k = key("10.10.0.100:80");
+        let (r1, r2) = (sa("192.168.10.2:8080"), sa("192.168.10.3:8080"));
+        let down = |s: &State, addr| {
+            s.apply(&Change::SetHealth {
+                key: k,
+                addr,
+                up: false,
+            })
+        };
+        // Only a checked real can be taken out.
+        let e = down(&with_service(), r1).unwrap_err();
+        assert_eq!(e.field, Some("check"));
+        assert!(down(&checked(), sa("192.168.10.9:80")).is_err());
+        let s = down(&checked(), r1).unwrap();
+        assert!(s.is_down(&k, r1) && !s.is_down(&k, r2));
+        // Not configuration: -S and reload's changes do not carry it.
+        assert!(!s
+            .to_changes()
+            .iter()
+            .any(|c| matches!(c, Change::SetHealth { .. })));
+        let rebuilt = empty().apply_all(&s.to_changes()).unwrap();
+        assert!(!rebuilt.is_down(&k, r1));
+        let mut reloaded = rebuilt.clone();
+        reloaded.keep_health(&s);
+        assert_eq!(
+            reloaded, s,
+            "a reload keeps the verdicts of reals still checked"
+        );
+        // Editing the real or the check keeps it; back up on its verdict.
+        let s = s
+            .apply(&Change::EditReal {
+                key: k,
+                real: real("192.168.10.2:8080", 5, ForwardMode::Nat),
+            })
+            .unwrap();
+        assert!(s.is_down(&k, r1));
+        let up = s
+            .apply(&Change::SetHealth {
+                key: k,
+                addr: r1,
+                up: true,
+            })
+            .unwrap();
+        assert!(!up.is_down(&k, r1));
+        // Removing the real, or the check, forgets it.
+        let gone = s.apply(&Change::DeleteReal { key: k, addr: r1 }).unwrap();
+        let back = gone
+            .apply(&Change::AddReal {
+                key: k,
+                real: real("192.168.10.2:8080", 1, ForwardMode::Nat),
+            })
+            .unwrap();
+        assert!(!back.is_down(&k, r1), "an added real starts up");
+        let unchecked = s
+            .apply(&Change::EditService {
+                key: k,
+                options: opts(SchedulerKind::Wrr),
+            })
+            .unwrap();
+        assert!(!unchecked.is_down(&k, r1));
+        let mut reloaded = unchecked.clone();
+        reloaded.keep_health(&s);
+        assert!(!reloaded.is_down(&k, r1), "no check, no verdict");
+        assert!(!s.apply(&Change::Clear).unwrap().is_down(&k, r1));
+    }
+
     #[test]
     fn changes_rebuild_the_state() {
-        let s = with_service()
+        let s = checked()
             .apply_all(&[
                 Change::SetTimeouts {
                     tcp: 100,

@@ -134,7 +134,9 @@ counters! {
     DropNotServed => "drop_not_served",
     /// TCP without SYN and no session (IPVS only creates on SYN).
     DropNoSession => "drop_no_session",
-    /// Every real server of the service has weight 0.
+    /// A new connection no real server could take (all down, quiesced or
+    /// removed) that could not be refused either: a RST, the ICMP
+    /// unreachable rate limit reached, or no room in the buffer.
     DropNoRealServer => "drop_no_real_server",
     DropSessionTableFull => "drop_session_table_full",
     /// The reply key of a new session is already taken by another session.
@@ -200,6 +202,12 @@ counters! {
     /// A packet of a session whose real server was removed, with IPVS's
     /// expire_nodest_conn on: the session is ended, the packet dropped.
     DropRealRemoved => "drop_real_removed",
+    /// New TCP connections no real server could take (every real down,
+    /// quiesced or removed), refused at once with a RST from the VIP.
+    ResetNoRealServer => "reset_no_real_server",
+    /// New UDP flows no real server could take, answered with an ICMP port
+    /// unreachable from the VIP (at most 1000 a second per worker).
+    UnreachableNoRealServer => "unreachable_no_real_server",
 }
 
 /// A worker's counters. Written only by its worker (no atomics needed on

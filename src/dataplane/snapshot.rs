@@ -237,26 +237,47 @@ impl Snapshot {
             }
         }
         let mut services = Vec::with_capacity(state.services.len());
+        // Slots of reals their health check took out.
+        let mut down_slots = vec![false; real_slots.capacity()];
         for s in &state.services {
             let mut reals = Vec::with_capacity(s.reals.len());
+            let mut any_down = false;
             for r in &s.reals {
                 let slot = real_slots
                     .slot(&s.key, r.addr)
                     .ok_or_else(|| format!("service {}: real {} has no slot", s.key, r.addr))?;
+                // A real that failed its check takes no new connections,
+                // as if quiesced (keepalived's inhibit_on_failure).
+                let down = state.is_down(&s.key, r.addr);
+                if down {
+                    if let Some(d) = down_slots.get_mut(slot as usize) {
+                        *d = true;
+                    }
+                    any_down = true;
+                }
                 reals.push(RealServer {
                     addr: r.addr,
-                    weight: r.weight,
+                    weight: if down { 0 } else { r.weight },
                     slot,
                 });
             }
             let weights: Vec<_> = reals.iter().map(|r| (r.addr, r.weight)).collect();
+            // sh and mh lay their tables out from the configured weights,
+            // so a failed real's clients alone move (Maglev keeps a down
+            // real's last weight, as IPVS's mh), and while one is down its
+            // clients take the fallback walk to the next real, flag or not:
+            // a dead real must not cost its clients the service.
+            let configured: Vec<u32> = s.reals.iter().map(|r| r.weight).collect();
+            let mut flags = s.options.flags;
+            flags.fallback |= any_down;
             services.push(Service {
                 key: s.key,
                 mode: s.mode(),
-                sched: SchedTable::new(
+                sched: SchedTable::with_table_weights(
                     s.options.scheduler,
-                    s.options.flags,
+                    flags,
                     &weights,
+                    &configured,
                     DEFAULT_MH_TABLE_SIZE,
                 ),
                 persistence: s.options.persistence,
@@ -275,11 +296,14 @@ impl Snapshot {
             });
         }
         let services = ServiceTable::new(services).map_err(|e: ServiceError| e.to_string())?;
+        // expire_nodest_conn ends the sessions of removed reals, and of
+        // reals their check took out, on their next packet.
         let slots = (0..real_slots.capacity() as u32)
             .map(|slot| SlotState {
                 generation: real_slots.generation(slot),
                 expire: expire_nodest_conn
-                    && matches!(real_slots.get(slot), SlotUse::Draining { .. }),
+                    && (matches!(real_slots.get(slot), SlotUse::Draining { .. })
+                        || down_slots[slot as usize]),
             })
             .collect();
         let routes = state.route_table().map_err(|e| e.reason)?;

@@ -195,6 +195,18 @@ impl RouteTable {
         self.connected_route(addr).and_then(|route| route.source)
     }
 
+    /// Our interface address on the port that reaches `dst` (by the route
+    /// `lookup` takes): the source the host's own packets to `dst` should
+    /// carry, so that the answers come back to that port (health checks).
+    pub fn source_for(&self, dst: Ipv4Addr) -> Option<Ipv4Addr> {
+        let hop = self.lookup(dst)?;
+        self.routes
+            .iter()
+            .filter(|r| r.gateway.is_none() && r.port == hop.port && r.prefix.contains(hop.addr))
+            .max_by_key(|r| r.prefix.prefix_len())
+            .and_then(|r| r.source)
+    }
+
     fn connected_route(&self, addr: Ipv4Addr) -> Option<&Route> {
         self.routes
             .iter()
@@ -262,6 +274,22 @@ mod tests {
         table.add_connected(cidr("10.10.0.1/24"), 0).unwrap();
         table.add_connected(cidr("192.168.1.1/24"), 1).unwrap();
         table
+    }
+
+    #[test]
+    fn source_for_is_the_address_on_the_port_that_reaches_the_destination() {
+        let mut table = two_ports();
+        table
+            .add_via(cidr("172.16.0.0/24"), ip("192.168.1.254"))
+            .unwrap();
+        table.add_via(cidr("0.0.0.0/0"), ip("10.10.0.254")).unwrap();
+        assert_eq!(
+            table.source_for(ip("192.168.1.20")),
+            Some(ip("192.168.1.1"))
+        );
+        assert_eq!(table.source_for(ip("172.16.0.5")), Some(ip("192.168.1.1")));
+        assert_eq!(table.source_for(ip("203.0.113.9")), Some(ip("10.10.0.1")));
+        assert_eq!(two_ports().source_for(ip("203.0.113.9")), None, "no route");
     }
 
     #[test]

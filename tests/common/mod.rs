@@ -374,6 +374,44 @@ impl Testbed {
         elapsed
     }
 
+    /// Stops real server `k` (its HTTP server and UDP echo): connections to it are refused.
+    pub fn stop_real(&self, k: usize) {
+        let out =
+            run(Command::new(script("testbed.sh")).args(["stop-real", &self.name, &k.to_string()]));
+        if !out.status.success() {
+            panic!(
+                "{}",
+                describe(&format!("testbed.sh stop-real {} {k}", self.name), &out)
+            );
+        }
+    }
+
+    /// Starts real server `k` again; returns once it listens.
+    pub fn start_real(&self, k: usize) {
+        let out = run(Command::new(script("testbed.sh")).args([
+            "start-real",
+            &self.name,
+            &k.to_string(),
+        ]));
+        if !out.status.success() {
+            panic!(
+                "{}",
+                describe(&format!("testbed.sh start-real {} {k}", self.name), &out)
+            );
+        }
+    }
+
+    /// Makes real server `k` answer `GET /health` with `status` (None: 200 again).
+    pub fn set_health_status(&self, k: usize, status: Option<u16>) {
+        let path = self.data_dir().join(format!("health-r{k}"));
+        match status {
+            Some(s) => fs::write(&path, s.to_string()).expect("write the health file"),
+            None => {
+                let _ = fs::remove_file(&path);
+            }
+        }
+    }
+
     /// Runs scripts/concurrent.py in the client: `count` connections to `url` opened at
     /// once, then one request on each. Does not assert; see [`Concurrent::assert_all_ok`].
     pub fn concurrent(&self, count: usize, url: &str, timeout_s: u32) -> Concurrent {

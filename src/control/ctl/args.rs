@@ -8,6 +8,7 @@
 //! a real given without `-m` or `-b` ([`Edit::follows_service`]).
 
 use super::verbs;
+use crate::control::health::spec::{self as check, CheckKind, CheckSpec, CheckType};
 use crate::control::state::{Change, RealSpec, ServiceKey, ServiceOptions, DEFAULT_PERSISTENCE};
 use crate::lb::scheduler::{SchedFlags, SchedulerKind};
 use crate::lb::service::{ClientAddressMode, ForwardMode, Persistence, SynProxyMode};
@@ -204,11 +205,20 @@ impl Cmd {
                     Netmask,
                     SchedFlags,
                     SynProxy,
+                    Check,
+                    CheckPath,
+                    CheckExpect,
+                    CheckInterval,
+                    CheckTimeout,
+                    CheckRise,
+                    CheckFall,
                     ClientAddress,
                 ],
             ),
             Cmd::DeleteService => (&[Service], &[]),
-            Cmd::AddServer | Cmd::EditServer => (&[Service, RealServer], &[Forward, Weight]),
+            Cmd::AddServer | Cmd::EditServer => {
+                (&[Service, RealServer], &[Forward, Weight, CheckPort])
+            }
             Cmd::DeleteServer => (&[Service, RealServer], &[]),
             Cmd::List => (
                 &[],
@@ -247,6 +257,14 @@ enum Opt {
     ClientAddress,
     LocalAddress,
     Json,
+    Check,
+    CheckPath,
+    CheckExpect,
+    CheckInterval,
+    CheckTimeout,
+    CheckRise,
+    CheckFall,
+    CheckPort,
 }
 
 impl Opt {
@@ -271,6 +289,14 @@ impl Opt {
             Opt::ClientAddress => "client-address",
             Opt::LocalAddress => "local-address",
             Opt::Json => "json",
+            Opt::Check => "check",
+            Opt::CheckPath => "check-path",
+            Opt::CheckExpect => "check-expect",
+            Opt::CheckInterval => "check-interval",
+            Opt::CheckTimeout => "check-timeout",
+            Opt::CheckRise => "check-rise",
+            Opt::CheckFall => "check-fall",
+            Opt::CheckPort => "check-port",
         }
     }
 }
@@ -302,6 +328,8 @@ enum Flag {
     ClientAddress,
     Laddr,
     Json,
+    /// `--check TYPE` and its settings (sluice's own, beyond ipvsadm).
+    Check(Opt),
 }
 
 impl Flag {
@@ -327,6 +355,7 @@ impl Flag {
             Flag::ClientAddress => Opt::ClientAddress,
             Flag::Laddr => Opt::LocalAddress,
             Flag::Json => Opt::Json,
+            Flag::Check(opt) => opt,
         })
     }
 }
@@ -399,6 +428,14 @@ const SPECS: &[Spec] = &[
     spec(None, "client-address", Takes::Value, Flag::ClientAddress),
     spec(Some('z'), "laddr", Takes::Value, Flag::Laddr),
     spec(None, "json", Takes::Nothing, Flag::Json),
+    spec(None, "check", Takes::Value, Flag::Check(Opt::Check)),
+    spec(None, "check-path", Takes::Value, Flag::Check(Opt::CheckPath)),
+    spec(None, "check-expect", Takes::Value, Flag::Check(Opt::CheckExpect)),
+    spec(None, "check-interval", Takes::Value, Flag::Check(Opt::CheckInterval)),
+    spec(None, "check-timeout", Takes::Value, Flag::Check(Opt::CheckTimeout)),
+    spec(None, "check-rise", Takes::Value, Flag::Check(Opt::CheckRise)),
+    spec(None, "check-fall", Takes::Value, Flag::Check(Opt::CheckFall)),
+    spec(None, "check-port", Takes::Value, Flag::Check(Opt::CheckPort)),
 ];
 
 /// ipvsadm flags sluice knows but does not do, and why.
@@ -655,10 +692,21 @@ fn build(given: &[Given], positional: &[String]) -> Result<Command, UsageError> 
                 Flag::FullNat => ForwardMode::FullNat,
                 _ => ForwardMode::Nat,
             });
+            let check_port = options
+                .value(Opt::CheckPort)
+                .map(|p| {
+                    port_number(p).filter(|&n| n != 0).ok_or_else(|| {
+                        UsageError::new(format!(
+                            "illegal check port specified: `{p}' (--check-port takes 1 to 65535)"
+                        ))
+                    })
+                })
+                .transpose()?;
             let real = RealSpec {
                 addr,
                 weight,
                 mode: mode.unwrap_or(ForwardMode::Nat),
+                check_port,
             };
             let change = if cmd == Cmd::AddServer {
                 Change::AddReal { key, real }
@@ -795,7 +843,100 @@ fn service_options(options: &Options) -> Result<ServiceOptions, UsageError> {
         flags,
         persistence,
         synproxy,
+        check: check_options(options)?,
         client_address,
+    })
+}
+
+/// `--check TYPE` and its settings; what is not given takes its default
+/// (as every `-E` option does). Settings without a check, or HTTP's
+/// without `--check http`, are refused: they would do nothing.
+fn check_options(options: &Options) -> Result<CheckSpec, UsageError> {
+    let kind = match options.value(Opt::Check) {
+        Some(text) => text
+            .parse::<CheckType>()
+            .map_err(|e| UsageError::new(format!("--check: {e}")))?,
+        None => CheckType::None,
+    };
+    let settings = [
+        Opt::CheckPath,
+        Opt::CheckExpect,
+        Opt::CheckInterval,
+        Opt::CheckTimeout,
+        Opt::CheckRise,
+        Opt::CheckFall,
+    ];
+    for opt in settings {
+        let http_only = matches!(opt, Opt::CheckPath | Opt::CheckExpect);
+        let fits = match kind {
+            CheckType::None => false,
+            CheckType::Tcp => !http_only,
+            CheckType::Http => true,
+        };
+        if options.has(opt) && !fits {
+            return Err(UsageError::new(format!(
+                "--{}: only with --check {}",
+                opt.name(),
+                if http_only { "http" } else { "tcp or http" }
+            )));
+        }
+    }
+    let kind = match kind {
+        CheckType::None => return Ok(CheckSpec::default()),
+        CheckType::Tcp => CheckKind::Tcp,
+        CheckType::Http => CheckKind::Http {
+            path: options
+                .value(Opt::CheckPath)
+                .unwrap_or(check::DEFAULT_PATH)
+                .to_string(),
+            expect: options
+                .value(Opt::CheckExpect)
+                .map(|t| {
+                    t.parse::<u16>().map_err(|_| {
+                        UsageError::new(format!(
+                            "illegal check status `{t}' (--check-expect takes an HTTP status, e.g. 200)"
+                        ))
+                    })
+                })
+                .transpose()?
+                .unwrap_or(check::DEFAULT_EXPECT),
+        },
+    };
+    let d = CheckSpec::default();
+    let secs = |opt: Opt, default: u32| -> Result<u32, UsageError> {
+        match options.value(opt) {
+            None => Ok(default),
+            Some(t) => t
+                .parse::<f64>()
+                .ok()
+                .and_then(check::secs_to_ms)
+                .ok_or_else(|| {
+                    UsageError::new(format!(
+                        "illegal {} `{t}' (--{} takes seconds, e.g. 1 or 0.5)",
+                        opt.name().replace('-', " "),
+                        opt.name()
+                    ))
+                }),
+        }
+    };
+    let count = |opt: Opt, default: u32| -> Result<u32, UsageError> {
+        match options.value(opt) {
+            None => Ok(default),
+            Some(t) => t.parse::<u32>().map_err(|_| {
+                UsageError::new(format!(
+                    "illegal {} `{t}' (--{} takes a number of checks)",
+                    opt.name().replace('-', " "),
+                    opt.name()
+                ))
+            }),
+        }
+    };
+    Ok(CheckSpec {
+        kind,
+        interval_ms: secs(Opt::CheckInterval, d.interval_ms)?,
+        timeout_ms: secs(Opt::CheckTimeout, d.timeout_ms)?,
+        rise: count(Opt::CheckRise, d.rise)?,
+        fall: count(Opt::CheckFall, d.fall)?,
     })
 }
 
@@ -951,6 +1092,7 @@ mod tests {
                     flags: SchedFlags::default(),
                     persistence: None,
                     synproxy: SynProxyMode::Auto,
+                    check: Default::default(),
                     client_address: Default::default(),
                 },
             }
@@ -994,6 +1136,7 @@ mod tests {
                     flags: SchedFlags::default(),
                     persistence: None,
                     synproxy: SynProxyMode::Auto,
+                    check: Default::default(),
                     client_address: Default::default(),
                 },
             }
@@ -1031,6 +1174,7 @@ mod tests {
                             addr: "192.168.10.2:80".parse().unwrap(),
                             weight: 1,
                             mode: ForwardMode::FullNat,
+                            check_port: None,
                         },
                     }
                 );
@@ -1045,6 +1189,7 @@ mod tests {
                     addr: "192.168.10.2:8080".parse().unwrap(),
                     weight: 3,
                     mode: ForwardMode::Nat,
+                    check_port: None,
                 },
             }
         );
@@ -1056,6 +1201,7 @@ mod tests {
                     addr: "192.168.10.2:8080".parse().unwrap(),
                     weight: 0,
                     mode: ForwardMode::FullNat,
+                    check_port: None,
                 },
             }
         );
@@ -1163,6 +1309,88 @@ mod tests {
         let l = list("-L -c -t 10.10.0.100:80");
         assert_eq!(l.view, ListView::Connections);
         assert!(l.service.is_some());
+    }
+
+    #[test]
+    fn check_flags_on_services_and_reals() {
+        let check_of = |line: &str| match change(line) {
+            Change::AddService { options, .. } | Change::EditService { options, .. } => {
+                options.check
+            }
+            c => panic!("{c:?}"),
+        };
+        assert_eq!(check_of("-A -t 10.10.0.100:80"), CheckSpec::default());
+        assert_eq!(
+            check_of("-A -t 10.10.0.100:80 --check http"),
+            CheckSpec {
+                kind: CheckKind::Http {
+                    path: "/".into(),
+                    expect: 200
+                },
+                ..CheckSpec::default()
+            }
+        );
+        assert_eq!(
+            check_of(
+                "-E -t 10.10.0.100:80 -s rr --check http --check-path /healthz --check-expect 204 \
+                 --check-interval 0.5 --check-timeout=0.25 --check-rise 3 --check-fall 4"
+            ),
+            CheckSpec {
+                kind: CheckKind::Http {
+                    path: "/healthz".into(),
+                    expect: 204
+                },
+                interval_ms: 500,
+                timeout_ms: 250,
+                rise: 3,
+                fall: 4,
+            }
+        );
+        assert_eq!(
+            check_of("-A -u 10.10.0.100:53 --check TCP --check-interval 2").kind,
+            CheckKind::Tcp
+        );
+        assert_eq!(
+            check_of("-A -t 10.10.0.100:80 --check none"),
+            CheckSpec::default()
+        );
+        assert_eq!(
+            change("-a -t 10.10.0.100:80 -r 192.168.10.2:8080 -m --check-port 9000"),
+            Change::AddReal {
+                key: key(Proto::Tcp, "10.10.0.100:80"),
+                real: RealSpec {
+                    addr: "192.168.10.2:8080".parse().unwrap(),
+                    weight: 1,
+                    mode: ForwardMode::Nat,
+                    check_port: Some(9000),
+                },
+            }
+        );
+        // Settings that would do nothing, and bad values, are refused.
+        assert_eq!(
+            err("-A -t 10.10.0.100:80 --check-interval 1"),
+            "--check-interval: only with --check tcp or http"
+        );
+        assert_eq!(
+            err("-A -t 10.10.0.100:80 --check tcp --check-path /"),
+            "--check-path: only with --check http"
+        );
+        assert!(err("-A -t 10.10.0.100:80 --check icmp").contains("unknown check type \"icmp\""));
+        assert!(err("-A -t 10.10.0.100:80 --check http --check-expect ok").contains("`ok'"));
+        assert!(
+            err("-A -t 10.10.0.100:80 --check tcp --check-interval -1").contains("needs a value")
+        );
+        assert!(err("-A -t 10.10.0.100:80 --check tcp --check-timeout x").contains("`x'"));
+        assert!(err("-A -t 10.10.0.100:80 --check tcp --check-rise 1.5").contains("`1.5'"));
+        assert!(err("-a -t 10.10.0.100:80 -r 192.168.10.2 --check-port 0").contains("check port"));
+        assert_eq!(
+            err("-a -t 10.10.0.100:80 -r 192.168.10.2 --check tcp"),
+            "Illegal 'check' option with the 'add-server' command"
+        );
+        assert_eq!(
+            err("-A -t 10.10.0.100:80 --check-port 9000"),
+            "Illegal 'check-port' option with the 'add-service' command"
+        );
     }
 
     #[test]

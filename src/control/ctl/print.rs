@@ -2,11 +2,19 @@
 //! server answers with. Every function returns the text, so tests compare
 //! it byte for byte; the column widths and padding (trailing spaces
 //! included) are ipvsadm's `printf` formats.
+//!
+//! Health checks add one column, `Health`, after ipvsadm's last, and only
+//! to a listing with a checked service: ipvsadm's columns stay where
+//! scripts that split the lines find them, a sluice without checks lists
+//! exactly what ipvsadm would, and a real's Weight stays its configured
+//! weight (the one `-e -w` sets and `-S` saves) while the new column says
+//! whether its check took it out.
 
 use super::args::{List, ListView};
 use crate::control::api::{
     ConnectionView, NeighbourView, RealView, RouteView, ServiceView, ServicesView, TimeoutsView,
 };
+use crate::control::health::CheckSpec;
 use crate::control::state::mode_name;
 use crate::lb::Proto;
 use std::fmt::Write;
@@ -58,16 +66,21 @@ pub fn version_line(view: &ServicesView) -> String {
     )
 }
 
-fn title(view: ListView) -> String {
+fn title(view: ListView, health: bool) -> String {
     let columns = match view {
         ListView::Stats => ["Conns", "InPkts", "OutPkts", "InBytes", "OutBytes"],
         ListView::Rate => ["CPS", "InPPS", "OutPPS", "InBPS", "OutBPS"],
         _ => {
-            return concat!(
+            let mut t = concat!(
                 "Prot LocalAddress:Port Scheduler Flags\n",
-                "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n"
+                "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn"
             )
-            .to_string()
+            .to_string();
+            if health {
+                t.push_str(" Health");
+            }
+            t.push('\n');
+            return t;
         }
     };
     let mut out = format!("{:<33}", "Prot LocalAddress:Port");
@@ -85,7 +98,8 @@ pub fn services(view: &ServicesView, list: &List) -> String {
     if list.service.is_none() {
         out.push_str(&version_line(view));
     }
-    out.push_str(&title(list.view));
+    let health = view.services.iter().any(|s| s.check.is_on());
+    out.push_str(&title(list.view, health));
     let mut services: Vec<&ServiceView> = view.services.iter().collect();
     if list.sort {
         // ipvsadm's order: protocol (TCP before UDP), address, port.
@@ -144,11 +158,25 @@ fn service(out: &mut String, s: &ServiceView, list: &List) {
         reals.sort_by_key(|r| (*r.addr.ip(), r.addr.port()));
     }
     for r in reals {
-        real(out, r, list);
+        real(out, r, &s.check, list);
     }
 }
 
-fn real(out: &mut String, r: &RealView, list: &List) {
+/// The `Health` column of a checked real: `up`; `up fail 1/2: timeout`
+/// while failures count toward `fall`; `down fail 3: connect: refused`;
+/// `down ok 1/2; last failure: ...` while successes count toward `rise`.
+pub fn health_cell(r: &RealView, check: &CheckSpec) -> Option<String> {
+    let h = r.health.as_ref()?;
+    let reason = h.last_failure.as_deref().unwrap_or("?");
+    Some(match (h.up, h.failures, h.successes) {
+        (true, 0, _) => "up".to_string(),
+        (true, f, _) => format!("up fail {f}/{}: {reason}", check.fall),
+        (false, _, s) if s > 0 => format!("down ok {s}/{}; last failure: {reason}", check.rise),
+        (false, f, _) => format!("down fail {f}: {reason}"),
+    })
+}
+
+fn real(out: &mut String, r: &RealView, check: &CheckSpec, list: &List) {
     let name = r.addr.to_string();
     match list.view {
         ListView::Stats => {
@@ -175,7 +203,7 @@ fn real(out: &mut String, r: &RealView, list: &List) {
             out.push('\n');
         }
         _ => {
-            let _ = writeln!(
+            let _ = write!(
                 out,
                 "  -> {name:<28} {:<7} {:<6} {:<10} {:<10}",
                 mode_name(r.mode),
@@ -183,6 +211,10 @@ fn real(out: &mut String, r: &RealView, list: &List) {
                 r.active,
                 r.inactive
             );
+            if let Some(cell) = health_cell(r, check) {
+                let _ = write!(out, " {cell}");
+            }
+            out.push('\n');
         }
     }
 }
@@ -344,6 +376,8 @@ pub(super) mod tests {
             inactive: 0,
             stats: StatsView::default(),
             rate: RateView::default(),
+            check_port: None,
+            health: None,
         }
     }
 
@@ -355,6 +389,7 @@ pub(super) mod tests {
             flags: SchedFlags::default(),
             persistence: None,
             synproxy: Default::default(),
+            check: Default::default(),
             client_address: Default::default(),
             mode: ForwardMode::Nat,
             laddrs: Vec::new(),
@@ -461,6 +496,67 @@ TCP  10.10.0.100:80 wrr
   -> 192.168.10.3:8080            Masq    0      12         3         
   -> 192.168.10.2:8080            Masq    1      0          0         
 "
+        );
+    }
+
+    #[test]
+    fn checked_services_add_a_health_column() {
+        use crate::control::api::HealthView;
+        use crate::control::health::{CheckKind, CheckSpec};
+        let mut view = sample();
+        let health = |up, successes, failures, reason: Option<&str>| {
+            Some(HealthView {
+                up,
+                successes,
+                failures,
+                last_failure: reason.map(String::from),
+                checks: 10,
+                failed: 3,
+            })
+        };
+        let web = &mut view.services[2];
+        web.check = CheckSpec {
+            kind: CheckKind::Http {
+                path: "/".into(),
+                expect: 200,
+            },
+            rise: 3,
+            ..CheckSpec::default()
+        };
+        web.reals[0].health = health(false, 0, 4, Some("connect: refused"));
+        web.reals[1].health = health(true, 0, 1, Some("timeout"));
+        let text = services(&view, &list(ListView::Services));
+        let expected = format!(
+            "IP Virtual Server version 1.2.1 (size=262144) [sluice {}, 2 worker(s)]
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn Health
+TCP  10.10.0.100:80 wrr
+  -> 192.168.10.2:8080            Masq    1      0          0          up fail 1/2: timeout
+  -> 192.168.10.3:8080            Masq    0      12         3          down fail 4: connect: refused
+TCP  10.10.0.101:443 mh (mh-port) persistent 600
+  -> 192.168.10.4:443             FullNat 65535  0          0         
+UDP  10.10.0.100:53 sh (sh-fallback,sh-port) persistent 300 mask 255.255.255.0
+  -> 192.168.10.3:5353            Masq    2      0          0         
+",
+            env!("CARGO_PKG_VERSION")
+        );
+        assert_eq!(text, expected);
+        let r = |h| RealView {
+            health: h,
+            ..real_view("192.168.10.2:8080", 1, ForwardMode::Nat)
+        };
+        let c = &view.services[2].check;
+        assert_eq!(health_cell(&r(health(true, 5, 0, None)), c).unwrap(), "up");
+        assert_eq!(
+            health_cell(&r(health(false, 2, 0, Some("http status 500"))), c).unwrap(),
+            "down ok 2/3; last failure: http status 500"
+        );
+        assert_eq!(health_cell(&r(None), c), None);
+        // The other views keep ipvsadm's columns only.
+        let stats = services(&view, &list(ListView::Stats));
+        assert!(
+            !stats.contains("Health") && !stats.contains("refused"),
+            "{stats}"
         );
     }
 

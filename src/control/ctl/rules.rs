@@ -13,6 +13,7 @@
 
 use super::args::{self, Command, Edit};
 use crate::control::api::{ServicesView, TimeoutsView};
+use crate::control::health::spec::{self as check, CheckKind, CheckSpec, Secs};
 use crate::control::state::{Change, ServiceKey};
 use crate::lb::service::{ClientAddressMode, ForwardMode, SynProxyMode};
 use crate::lb::tcp_state::Timeouts;
@@ -63,24 +64,58 @@ pub fn save(view: &ServicesView, timeouts: &TimeoutsView) -> String {
         if s.synproxy != SynProxyMode::default() {
             let _ = write!(out, " --synproxy {}", s.synproxy);
         }
+        check_flags(&mut out, &s.check);
         if s.client_address != ClientAddressMode::None {
             let _ = write!(out, " --client-address {}", s.client_address);
         }
         out.push('\n');
         for r in &s.reals {
-            let _ = writeln!(
+            let _ = write!(
                 out,
                 "-a {service} -r {} {} -w {}",
                 r.addr,
                 mode_flag(r.mode),
                 r.weight
             );
+            if let Some(p) = r.check_port {
+                let _ = write!(out, " --check-port {p}");
+            }
+            out.push('\n');
         }
         for l in &s.laddrs {
             let _ = writeln!(out, "--add-laddr -z {} {service}", l.addr);
         }
     }
     out
+}
+
+/// `--check TYPE` and the settings that are not the defaults.
+fn check_flags(out: &mut String, c: &CheckSpec) {
+    if !c.is_on() {
+        return;
+    }
+    let _ = write!(out, " --check {}", c.kind.name());
+    if let CheckKind::Http { path, expect } = &c.kind {
+        if path != check::DEFAULT_PATH {
+            let _ = write!(out, " --check-path {path}");
+        }
+        if *expect != check::DEFAULT_EXPECT {
+            let _ = write!(out, " --check-expect {expect}");
+        }
+    }
+    let d = CheckSpec::default();
+    if c.interval_ms != d.interval_ms {
+        let _ = write!(out, " --check-interval {}", Secs(c.interval_ms));
+    }
+    if c.timeout_ms != d.timeout_ms {
+        let _ = write!(out, " --check-timeout {}", Secs(c.timeout_ms));
+    }
+    if c.rise != d.rise {
+        let _ = write!(out, " --check-rise {}", c.rise);
+    }
+    if c.fall != d.fall {
+        let _ = write!(out, " --check-fall {}", c.fall);
+    }
 }
 
 /// One rule of a `-R` batch and the line it came from.
@@ -135,6 +170,7 @@ fn is_rule(change: &Change) -> bool {
             | Change::DeleteRoute { .. }
             | Change::AddNeighbour { .. }
             | Change::DeleteNeighbour { .. }
+            | Change::SetHealth { .. }
     )
 }
 
@@ -297,6 +333,7 @@ mod tests {
                 flags: s.options.flags,
                 persistence: s.options.persistence,
                 synproxy: s.options.synproxy,
+                check: s.options.check.clone(),
                 client_address: s.options.client_address,
                 mode: s.mode(),
                 laddrs: s
@@ -317,6 +354,8 @@ mod tests {
                         inactive: 0,
                         stats: StatsView::default(),
                         rate: RateView::default(),
+                        check_port: r.check_port,
+                        health: None,
                     })
                     .collect(),
             })
@@ -348,6 +387,7 @@ mod tests {
             addr: addr.parse().unwrap(),
             weight,
             mode,
+            check_port: None,
         }
     }
 
@@ -364,6 +404,7 @@ mod tests {
             flags,
             persistence,
             synproxy: SynProxyMode::Auto,
+            check: Default::default(),
             client_address: Default::default(),
         };
         empty()
@@ -375,11 +416,25 @@ mod tests {
                 },
                 Change::AddService {
                     key: web,
-                    options: opts(SchedulerKind::Wrr, SchedFlags::default(), None),
+                    options: ServiceOptions {
+                        check: CheckSpec {
+                            kind: CheckKind::Http {
+                                path: "/health?deep=1".into(),
+                                expect: 204,
+                            },
+                            interval_ms: 500,
+                            rise: 3,
+                            ..CheckSpec::default()
+                        },
+                        ..opts(SchedulerKind::Wrr, SchedFlags::default(), None)
+                    },
                 },
                 Change::AddReal {
                     key: web,
-                    real: real("192.168.10.3:8080", 2, ForwardMode::Nat),
+                    real: RealSpec {
+                        check_port: Some(9000),
+                        ..real("192.168.10.3:8080", 2, ForwardMode::Nat)
+                    },
                 },
                 Change::AddReal {
                     key: web,
@@ -387,17 +442,25 @@ mod tests {
                 },
                 Change::AddService {
                     key: dns,
-                    options: opts(
-                        SchedulerKind::Sh,
-                        SchedFlags {
-                            fallback: true,
-                            port: true,
+                    options: ServiceOptions {
+                        check: CheckSpec {
+                            kind: CheckKind::Tcp,
+                            timeout_ms: 2500,
+                            fall: 5,
+                            ..CheckSpec::default()
                         },
-                        Some(Persistence {
-                            timeout: 300,
-                            netmask: "255.255.255.0".parse().unwrap(),
-                        }),
-                    ),
+                        ..opts(
+                            SchedulerKind::Sh,
+                            SchedFlags {
+                                fallback: true,
+                                port: true,
+                            },
+                            Some(Persistence {
+                                timeout: 300,
+                                netmask: "255.255.255.0".parse().unwrap(),
+                            }),
+                        )
+                    },
                 },
                 Change::AddReal {
                     key: dns,
@@ -453,10 +516,10 @@ mod tests {
 
     const RICH_RULES: &str = "\
 --set 600 120 30
--A -t 10.10.0.100:80 -s wrr
--a -t 10.10.0.100:80 -r 192.168.10.3:8080 -m -w 2
+-A -t 10.10.0.100:80 -s wrr --check http --check-path /health?deep=1 --check-expect 204 --check-interval 0.5 --check-rise 3
+-a -t 10.10.0.100:80 -r 192.168.10.3:8080 -m -w 2 --check-port 9000
 -a -t 10.10.0.100:80 -r 192.168.10.2:8080 -m -w 0
--A -u 10.10.0.100:53 -s sh --sched-flags sh-fallback,sh-port -p 300 -M 255.255.255.0
+-A -u 10.10.0.100:53 -s sh --sched-flags sh-fallback,sh-port -p 300 -M 255.255.255.0 --check tcp --check-timeout 2.5 --check-fall 5
 -a -u 10.10.0.100:53 -r 192.168.10.4:5353 -m -w 1
 -A -t 10.10.0.101:443 -s mh --sched-flags mh-port -p 3600 --client-address proxy-v2
 -a -t 10.10.0.101:443 -r 192.168.10.5:443 -b -w 65535

@@ -11,6 +11,7 @@ mod client_address;
 mod icmp;
 mod kernel;
 mod parse;
+mod refuse;
 mod source;
 mod synproxy;
 mod translate;
@@ -104,6 +105,9 @@ enum Verdict {
     /// SYN proxy: the real's SYN-ACK spliced session `u32`; free it and
     /// process the segment held for the session.
     Release(u32),
+    /// No real server can take this new connection: answer with this
+    /// (a RST, an ICMP port unreachable), in its buffer.
+    Refuse(refuse::Refusal),
 }
 
 /// Where a routed packet goes.
@@ -213,6 +217,8 @@ pub struct Pipeline<P> {
     syn_window: (u64, u32),
     /// "auto" SYN proxy services answer SYNs with cookies until then (ms).
     synproxy_until: u64,
+    /// ICMP port unreachables sent in the current second (start ms, count).
+    unreachable_window: (u64, u32),
     /// Which worker owns a client's sessions.
     owner: OwnerHash,
     /// ARP rate limits, address conflicts, the gratuitous ARP timer (boxed:
@@ -263,6 +269,7 @@ impl<P: PacketBuf> Pipeline<P> {
             embryonic: 0,
             syn_window: (0, 0),
             synproxy_until: 0,
+            unreachable_window: (0, 0),
             templates: shared.templates,
             owner: shared.owner,
             arp_guard: Box::new(ArpGuard::new(&snap)),
@@ -490,6 +497,13 @@ impl<P: PacketBuf> Pipeline<P> {
                     io.send(in_port, pkt);
                 } else {
                     self.counters.inc(Counter::DropMbufExhausted);
+                }
+            }
+            Verdict::Refuse(answer) => {
+                if self.emit_refusal(in_port, &mut pkt, &answer) {
+                    io.send(in_port, pkt);
+                } else {
+                    self.counters.inc(Counter::DropNoRealServer);
                 }
             }
             Verdict::Hold(id) => self.hold(in_port, id, pkt, now, io),

@@ -79,7 +79,9 @@ impl<P: PacketBuf> Pipeline<P> {
         }
         let f = l4.flags;
         if f.syn && !f.ack && !f.rst {
-            if !self.synproxy_engaged(mode, now) {
+            // No real can take it: refused at once (plain forwarding's
+            // RST), not after a handshake with the proxy.
+            if !self.synproxy_engaged(mode, now) || !service.sched.has_available() {
                 return None;
             }
             return Some(self.synproxy_syn(frame, ip, key, mss_room, now));
@@ -213,6 +215,7 @@ impl<P: PacketBuf> Pipeline<P> {
         };
         let id = match self.new_session(key, &syn, client_isn, now) {
             Ok(id) => id,
+            Err(Counter::DropNoRealServer) => return Some(self.refuse(frame, ip, l4, now)),
             Err(reason) => return Some(Verdict::Drop(reason)),
         };
         let mss_index = MSS_TABLE.iter().position(|&m| m == mss).unwrap_or(0) as i8;
@@ -394,7 +397,7 @@ impl<P: PacketBuf> Pipeline<P> {
     }
 }
 
-/// An IPv4 + TCP segment sluice writes itself (SYN-ACK, SYN, a PROXY
+/// An IPv4 + TCP segment sluice writes itself (SYN-ACK, SYN, RST, a PROXY
 /// protocol header).
 pub(super) struct Segment<'a> {
     pub src: SocketAddrV4,

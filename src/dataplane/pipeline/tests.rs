@@ -1573,6 +1573,7 @@ fn real_spec(addr: &str, weight: u32) -> crate::control::state::RealSpec {
         addr: addr.parse().unwrap(),
         weight,
         mode: ForwardMode::Nat,
+        check_port: None,
     }
 }
 
@@ -1625,8 +1626,10 @@ fn sessions_survive_a_removed_real_and_weight_zero_drains() {
         r1,
         "a removed real's session goes on"
     );
-    assert_eq!(connect(&mut lb, 43000), None);
-    assert_eq!(lb.count(Counter::DropNoRealServer), 1);
+    // Refused at once, with a RST from the VIP.
+    let out = lb.rx(0, client_tcp(43000, 80, flags::SYN));
+    assert_eq!(endpoints(&out[0].1), (sa(VIP, 80), sa(CLIENT, 43000)));
+    assert_eq!(lb.count(Counter::ResetNoRealServer), 1);
     // Its counters still count (the slot drains).
     let slot =
         lb.p.sessions()
@@ -1688,6 +1691,7 @@ fn a_new_service_and_weights_take_effect_at_once() {
                 flags: SchedFlags::default(),
                 persistence: None,
                 synproxy: Default::default(),
+                check: Default::default(),
                 client_address: Default::default(),
             },
         },
@@ -2148,4 +2152,264 @@ fn synproxy_auto_engages_under_a_syn_flood_and_lets_go_after() {
     lb.now = 20_000;
     let out = lb.rx(0, client_tcp(3000, 80, flags::SYN));
     assert_eq!(out[0].0, 1, "to the real again");
+}
+
+/// The web service of `WRR_1_3` with a TCP check, and a checked UDP
+/// service; r2 weighs 3.
+const CHECKED: &str = r#"
+[[service]]
+vip = "10.10.0.100:80"
+proto = "tcp"
+scheduler = "wrr"
+synproxy = false
+[service.check]
+type = "tcp"
+[[service.real]]
+addr = "192.168.10.2:8080"
+weight = 1
+[[service.real]]
+addr = "192.168.10.3:8080"
+weight = 3
+[[service]]
+vip = "10.10.0.100:53"
+proto = "udp"
+scheduler = "rr"
+[service.check]
+type = "tcp"
+[[service.real]]
+addr = "192.168.10.2:5353"
+check_port = 53
+"#;
+
+fn set_health(
+    live: &mut Live,
+    lb: &mut Lb,
+    key: crate::control::state::ServiceKey,
+    addr: SocketAddrV4,
+    up: bool,
+) {
+    live.apply(
+        lb,
+        crate::control::state::Change::SetHealth { key, addr, up },
+    );
+}
+
+#[test]
+fn a_real_its_check_took_out_gets_no_new_connections_and_keeps_its_sessions() {
+    let mut live = Live::new(CHECKED);
+    let mut lb = Lb::new(CHECKED).with_neighbours();
+    let (r1, r2) = (sa(R1, 8080), sa(R2, 8080));
+    let mut on_r2 = None;
+    for sport in 41000..41004 {
+        if connect(&mut lb, sport) == Some(r2) {
+            on_r2 = Some(sport);
+        }
+    }
+    let p2 = on_r2.expect("wrr 1:3 sends one of four to r2");
+    set_health(&mut live, &mut lb, http_key(), r2, false);
+    for sport in 42000..42020 {
+        assert_eq!(connect(&mut lb, sport), Some(r1), "r2 is down");
+    }
+    let out = lb.rx(0, client_tcp(p2, 80, flags::ACK));
+    assert_eq!(
+        endpoints(&out[0].1).1,
+        r2,
+        "its established session carries on"
+    );
+    // Back with its configured weight: 1:3 again.
+    set_health(&mut live, &mut lb, http_key(), r2, true);
+    let mut n = HashMap::new();
+    for sport in 43000..43400 {
+        *n.entry(connect(&mut lb, sport).unwrap()).or_insert(0) += 1;
+    }
+    assert_eq!((n[&r1], n[&r2]), (100, 300));
+    // With expire_nodest_conn, a real taken out loses its sessions on their
+    // next packet, as a removed one does.
+    live.expire_nodest_conn = true;
+    set_health(&mut live, &mut lb, http_key(), r2, false);
+    assert!(lb.rx(0, client_tcp(p2, 80, flags::ACK)).is_empty());
+    assert_eq!(lb.count(Counter::DropRealRemoved), 1);
+    assert_eq!(lb.count(Counter::ResetNoRealServer), 0);
+}
+
+#[test]
+fn with_every_real_down_a_syn_is_reset_from_the_vip_at_once() {
+    let mut live = Live::new(CHECKED);
+    let mut lb = Lb::new(CHECKED).with_neighbours();
+    for addr in [sa(R1, 8080), sa(R2, 8080)] {
+        set_health(&mut live, &mut lb, http_key(), addr, false);
+    }
+    let syn = client_tcp(40123, 80, flags::SYN);
+    let out = lb.rx(0, syn);
+    assert_eq!(out.len(), 1, "answered, not dropped");
+    let (port, rst) = &out[0];
+    assert_eq!(*port, 0, "back out of the port the SYN came in on");
+    assert_eq!(rst.len(), 60, "a minimum Ethernet frame");
+    let e = EthernetFrame::new_checked(&rst[..]).unwrap();
+    assert_eq!((e.dst_addr(), e.src_addr()), (CLIENT_MAC, LB_WAN));
+    assert_eq!(e.ethertype(), ethertype::IPV4);
+    // endpoints() checks both checksums.
+    assert_eq!(endpoints(rst), (sa(VIP, 80), sa(CLIENT, 40123)));
+    let ipp = Ipv4Packet::new_checked(&rst[ETH_LEN..]).unwrap();
+    assert_eq!(ipp.total_len(), 40);
+    let t = TcpPacket::new_checked(ipp.payload()).unwrap();
+    assert_eq!(t.flags(), flags::RST | flags::ACK);
+    assert_eq!(t.seq_number(), 0);
+    // The SYN (seq 1000) carried 4 bytes: SYN + 4 acknowledged.
+    assert_eq!(t.ack_number(), 1005);
+    assert_eq!(t.header_len(), 20);
+    assert_eq!(lb.count(Counter::ResetNoRealServer), 1);
+    assert_eq!(lb.count(Counter::Conns), 0);
+    assert_eq!(lb.p.sessions().len(), 0, "nothing is kept");
+    // A RST is never answered; a stray ACK has no session, as ever.
+    assert!(lb.rx(0, client_tcp(40124, 80, flags::RST)).is_empty());
+    assert!(lb.rx(0, client_tcp(40125, 80, flags::ACK)).is_empty());
+    assert_eq!(lb.count(Counter::ResetNoRealServer), 1);
+    // One back: served again.
+    set_health(&mut live, &mut lb, http_key(), sa(R1, 8080), true);
+    assert_eq!(connect(&mut lb, 40126), Some(sa(R1, 8080)));
+}
+
+#[test]
+fn with_the_syn_proxy_on_a_service_with_no_real_resets_instead_of_a_cookie() {
+    let services = CHECKED.replace("synproxy = false", "synproxy = true");
+    let mut live = Live::new(&services);
+    let mut lb = Lb::new(&services).with_neighbours();
+    for addr in [sa(R1, 8080), sa(R2, 8080)] {
+        set_health(&mut live, &mut lb, http_key(), addr, false);
+    }
+    let out = lb.rx(0, client_tcp(40200, 80, flags::SYN));
+    let t = TcpPacket::new_checked(&out[0].1[ETH_LEN + 20..ETH_LEN + 40]).unwrap();
+    assert_eq!(t.flags(), flags::RST | flags::ACK);
+    assert_eq!(lb.count(Counter::SynproxyCookiesSent), 0);
+    // A client whose cookie was made while a real was up: its ACK is reset
+    // at the sequence number it acknowledges.
+    let mut ack = client_tcp(40201, 80, flags::ACK);
+    let key = FlowKey {
+        proto: Proto::Tcp,
+        src: ip(CLIENT),
+        sport: 40201,
+        dst: ip(VIP),
+        dport: 80,
+    };
+    let cookie = lb.p.snapshot().synproxy.key.make(&key, 999, 1460, 0);
+    {
+        let mut tcp = TcpPacket::new_unchecked(&mut ack[ETH_LEN + 20..]);
+        tcp.set_ack_number(cookie.wrapping_add(1));
+        tcp.fill_checksum(ip(CLIENT), ip(VIP));
+    }
+    let out = lb.rx(0, ack);
+    assert_eq!(
+        out.len(),
+        1,
+        "{:?}",
+        lb.p.counters()
+            .iter()
+            .filter(|c| c.1 > 0)
+            .collect::<Vec<_>>()
+    );
+    let t = TcpPacket::new_checked(&out[0].1[ETH_LEN + 20..ETH_LEN + 40]).unwrap();
+    assert_eq!(t.flags(), flags::RST);
+    assert_eq!(t.seq_number(), cookie.wrapping_add(1));
+    assert_eq!(lb.count(Counter::ResetNoRealServer), 2);
+}
+
+#[test]
+fn with_every_real_down_a_udp_datagram_gets_a_port_unreachable() {
+    let mut live = Live::new(CHECKED);
+    let mut lb = Lb::new(CHECKED).with_neighbours();
+    let dns = crate::control::state::ServiceKey {
+        proto: Proto::Udp,
+        vip: sa(VIP, 53),
+    };
+    set_health(&mut live, &mut lb, dns, sa(R1, 5353), false);
+    let dgram = udp_frame((CLIENT, 5000), (VIP, 53), CLIENT_MAC, LB_WAN);
+    let out = lb.rx(0, dgram.clone());
+    assert_eq!(out.len(), 1);
+    let (port, f) = &out[0];
+    assert_eq!(*port, 0);
+    let e = EthernetFrame::new_checked(&f[..]).unwrap();
+    assert_eq!((e.dst_addr(), e.src_addr()), (CLIENT_MAC, LB_WAN));
+    let ipp = Ipv4Packet::new_checked(&f[ETH_LEN..]).unwrap();
+    assert!(ipp.verify_checksum());
+    assert_eq!((ipp.src_addr(), ipp.dst_addr()), (ip(VIP), ip(CLIENT)));
+    assert_eq!(ipp.protocol(), protocol::ICMP);
+    let icmp = Icmpv4Packet::new_checked(ipp.payload()).unwrap();
+    assert!(icmp.verify_checksum());
+    assert_eq!((icmp.msg_type(), icmp.msg_code()), (3, 3));
+    // The datagram's IP header and first 8 bytes (the UDP header), quoted.
+    assert_eq!(icmp.data(), &dgram[ETH_LEN..ETH_LEN + 28]);
+    assert_eq!(lb.count(Counter::UnreachableNoRealServer), 1);
+    // At most 1000 a second.
+    for i in 0..1100u16 {
+        lb.rx(
+            0,
+            udp_frame((CLIENT, 6000 + i), (VIP, 53), CLIENT_MAC, LB_WAN),
+        );
+    }
+    assert_eq!(lb.count(Counter::UnreachableNoRealServer), 1000);
+    assert_eq!(lb.count(Counter::DropNoRealServer), 101);
+    lb.now += 1000;
+    assert_eq!(lb.rx(0, dgram).len(), 1);
+}
+
+#[test]
+fn maglev_moves_only_a_failed_reals_clients_and_brings_them_back() {
+    let services = r#"
+[[service]]
+vip = "10.10.0.100:80"
+proto = "tcp"
+scheduler = "mh"
+[service.check]
+type = "tcp"
+[[service.real]]
+addr = "192.168.10.2:8080"
+[[service.real]]
+addr = "192.168.10.3:8080"
+[[service.real]]
+addr = "192.168.10.4:8080"
+"#;
+    let mut live = Live::new(services);
+    let mut lb = Lb::new(services).with_neighbours();
+    let r3_mac = EthernetAddress([0x02, 0, 0, 0, 0, 0x23]);
+    let arp = arp_frame(
+        operation::REQUEST,
+        r3_mac,
+        ip("192.168.10.4"),
+        ip("192.168.10.1"),
+    );
+    assert_eq!(lb.rx(1, arp).len(), 1);
+    let clients: Vec<Ipv4Addr> = (1..=250u32)
+        .map(|i| Ipv4Addr::from(0x0a0a_0100 + i))
+        .collect();
+    // mh hashes the client's address alone: each round opens new
+    // connections from another port.
+    let route = |lb: &mut Lb, round: u16| -> Vec<Option<SocketAddrV4>> {
+        clients
+            .iter()
+            .map(|&c| {
+                let from = (c.to_string(), 50000 + round);
+                let f = tcp_frame(LB_WAN, CLIENT_MAC, (&from.0, from.1), (VIP, 80), flags::SYN);
+                lb.rx(0, f).first().map(|(_, f)| endpoints(f).1)
+            })
+            .collect()
+    };
+    let before = route(&mut lb, 0);
+    let r2 = sa(R2, 8080);
+    assert!(before.iter().all(Option::is_some));
+    set_health(&mut live, &mut lb, http_key(), r2, false);
+    let during = route(&mut lb, 1);
+    let mut moved = 0;
+    for (b, d) in before.iter().zip(&during) {
+        let d = d.expect("every client is served (the fallback walk, flag or not)");
+        assert_ne!(d, r2);
+        if *b == Some(r2) {
+            moved += 1;
+        } else {
+            assert_eq!(Some(d), *b, "a client of a healthy real stays where it was");
+        }
+    }
+    assert!(moved > 50, "r2 had about a third of the clients: {moved}");
+    set_health(&mut live, &mut lb, http_key(), r2, true);
+    assert_eq!(route(&mut lb, 2), before, "all back where they were");
 }

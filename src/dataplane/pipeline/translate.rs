@@ -37,6 +37,7 @@ impl<P: PacketBuf> Pipeline<P> {
                 }
                 match self.new_session(key, l4, client_isn(frame, ip, l4), now) {
                     Ok(id) => id,
+                    Err(Counter::DropNoRealServer) => return self.refuse(frame, ip, l4, now),
                     Err(reason) => return Verdict::Drop(reason),
                 }
             }
@@ -49,6 +50,7 @@ impl<P: PacketBuf> Pipeline<P> {
                 }
                 match self.new_session(key, l4, client_isn(frame, ip, l4), now) {
                     Ok(id) => id,
+                    Err(Counter::DropNoRealServer) => return self.refuse(frame, ip, l4, now),
                     Err(reason) => return Verdict::Drop(reason),
                 }
             }

@@ -133,6 +133,8 @@ pub struct SchedTable {
     /// fallback walk can give up at once rather than probe the whole table
     /// for nothing.
     lookup_has_available: bool,
+    /// Whether any real server may take new connections.
+    any_available: bool,
 }
 
 impl SchedTable {
@@ -185,12 +187,14 @@ impl SchedTable {
             SchedulerKind::Mh => mh::build(reals, table_weight, mh_size),
             _ => Box::default(),
         };
+        let any_available = weights.iter().any(|&w| w > 0);
         let mut table = SchedTable {
             kind,
             flags,
             weights,
             lookup,
             lookup_has_available: false,
+            any_available,
         };
         table.lookup_has_available = table.lookup.iter().any(|&r| table.is_available(r));
         table
@@ -202,6 +206,13 @@ impl SchedTable {
 
     pub fn flags(&self) -> SchedFlags {
         self.flags
+    }
+
+    /// Whether some real server may take new connections (none: every new
+    /// connection is refused).
+    #[inline]
+    pub fn has_available(&self) -> bool {
+        self.any_available
     }
 
     /// Whether real server `real` may take new connections.

@@ -816,6 +816,12 @@ proto = "tcp"
 addr = "192.168.10.4:8080"
 weight = 0
 [[service]]
+vip = "10.10.0.100:82"
+proto = "udp"
+[[service.real]]
+addr = "192.168.10.4:8080"
+weight = 0
+[[service]]
 vip = "10.10.0.100:443"
 proto = "tcp"
 mode = "fullnat"
@@ -975,7 +981,17 @@ impl Traffic {
             12..=13 => (0, syn(8080)),
             14..=17 => (0, syn(443)),
             18 => (0, syn(444)),
-            19 => (0, syn(82)),
+            // Refused at once: a RST for TCP, an ICMP port unreachable for
+            // UDP (bursts of them pass the rate limit: dropped).
+            19 if self.rng.below(2) == 0 => (0, syn(82)),
+            19 => {
+                let (cip, cport) = (c.ip().to_string(), c.port());
+                for i in 0..30 {
+                    let f = udp_frame((&cip, cport + i), (VIP, 82), cmac, LB_WAN);
+                    self.burst.push((0, f));
+                }
+                (0, udp_frame((&cip, cport), (VIP, 82), cmac, LB_WAN))
+            }
             // A client tuple already in use toward r1:8080 through port
             // 80, now to 8080: the reply key exists (session conflict).
             20 => match self.toward_reals.back().copied() {
@@ -1253,6 +1269,7 @@ fn every_packet_is_sent_handed_off_or_dropped_none_leaked() {
         addr: sa(R2, 8080),
         weight: 3,
         mode: ForwardMode::Nat,
+        check_port: None,
     };
     // Moves every handed-off packet to its worker, until none is left.
     fn settle(workers: &mut [(Pipeline<Counted>, CountingIo)], now: u64) {
