@@ -306,28 +306,44 @@ fn a_flood_at_the_interface_address_is_held_to_the_twins_budget() {
     // wrk_rate fails on any socket error or non-2xx answer.
     let rate = wrk_rate(&tb, 5);
     kill(hping);
-    // The twins still work after the flood.
-    let ping = tb.exec(
+    // The twins still work after the flood (within a few seconds: the
+    // kernel's neighbour entry may have to resolve again).
+    let mut ping = tb.exec(
         "lb",
         &["ping", "-c", "2", "-i", "0.2", "-W", "2", "10.10.0.2"],
     );
+    for _ in 0..2 {
+        if ping.status.success() {
+            break;
+        }
+        ping = tb.exec(
+            "lb",
+            &["ping", "-c", "2", "-i", "0.2", "-W", "2", "10.10.0.2"],
+        );
+    }
+    let neighbours = tb.exec("lb", &["ip", "neigh", "show"]);
     let stopped = lb.stop();
     let lifetime = started.elapsed().as_secs() + 1;
     stopped.assert_clean_exit();
     assert!(rate > 0.0, "nothing forwarded during the flood");
     assert!(
         ping.status.success(),
-        "the lb kernel cannot ping the client after the flood"
+        "the lb kernel cannot ping the client after the flood: {}\nits neighbours: {}\n{}",
+        String::from_utf8_lossy(&ping.stdout),
+        String::from_utf8_lossy(&neighbours.stdout),
+        stopped.dump()
     );
     stopped.assert_at_least(
         "drop_kernel_rate",
         1000,
         "the flood at the interface address is more than the twins' budget",
     );
-    // The way up held to its budget (one worker) for the whole run.
+    // The way up held to its budget for the whole run: one worker, and on
+    // port 0 a bucket for the flood and one for ARP (port 1 carries nothing
+    // for the kernel here).
     let up = stopped.counter("kernel_in");
     assert!(
-        up <= RATE * lifetime + BURST,
+        up <= 2 * (RATE * lifetime + BURST),
         "{up} frames went up to the kernel in {lifetime} s, over the budget of \
          {RATE}/s with bursts of {BURST}"
     );

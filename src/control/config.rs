@@ -202,7 +202,8 @@ impl std::str::FromStr for RpFilter {
 pub struct KernelConfig {
     /// Make the twins (on by default).
     pub twins: bool,
-    /// Frames per second each worker hands to the kernel at most ...
+    /// Frames per second each worker hands to a port's twin at most (ARP
+    /// replies and the rest counted apart) ...
     pub rate: u32,
     /// ... with bursts of up to this many.
     pub burst: u32,

@@ -6,11 +6,14 @@
 //! So the host can run health checks, BGP, ssh or tcpdump on the data
 //! network, while VIP and local-address traffic never leaves the dataplane.
 //!
-//! The way up is bounded per worker by a token bucket (`kernel.rate`
-//! frames a second, bursts of `kernel.burst`): the kernel path is slow (a
-//! system call per frame) and a flood at the interface address must cost
-//! the workers little and hold no mbufs. The way down is polled once per
-//! timer tick (`worker`), so an idle twin costs no system call per burst.
+//! The way up is bounded per worker by token buckets (`kernel.rate`
+//! frames a second, bursts of `kernel.burst`), one per port and class (ARP
+//! apart from the rest): the kernel path is slow (the host's stack runs for
+//! every frame) and a flood at the interface address must cost the workers
+//! little and hold no mbufs; and a flood on one side, or of one kind, must
+//! not starve the kernel's traffic on the other (its health checks to the
+//! reals, the ARP replies that resolve them). The way down is polled once
+//! per timer tick (`worker`).
 
 use super::*;
 
@@ -61,6 +64,25 @@ impl Default for KernelBudget {
     }
 }
 
+/// What a frame going up is counted against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum BudgetClass {
+    /// ARP replies: what resolves the kernel's neighbours.
+    Arp = 0,
+    /// Everything else (IPv4 for an interface address).
+    Other = 1,
+}
+
+impl BudgetClass {
+    fn of(frame: &[u8]) -> BudgetClass {
+        if frame.get(12..14) == Some(&[0x08, 0x06][..]) {
+            BudgetClass::Arp
+        } else {
+            BudgetClass::Other
+        }
+    }
+}
+
 impl<P: PacketBuf> Pipeline<P> {
     /// The verdict for an IPv4 frame to one of our interface addresses that
     /// the dataplane does not handle: up to the twin of `in_port`, or
@@ -87,10 +109,16 @@ impl<P: PacketBuf> Pipeline<P> {
         Verdict::Kernel
     }
 
-    /// Hands `pkt` to the twin of `in_port`, within this worker's budget.
+    /// Hands `pkt` to the twin of `in_port`, within this worker's budget
+    /// for that port and the frame's class.
     #[inline]
     pub(super) fn up_to_kernel(&mut self, in_port: u16, pkt: P, now: u64, io: &mut impl Io<P>) {
-        if self.kernel_budget.take(now) {
+        let class = BudgetClass::of(pkt.data());
+        let Some(buckets) = self.kernel_budgets.get_mut(in_port as usize) else {
+            self.counters.inc(Counter::DropKernelRate);
+            return;
+        };
+        if buckets[class as usize].take(now) {
             self.counters.inc(Counter::KernelIn);
             io.to_kernel(in_port, pkt);
         } else {

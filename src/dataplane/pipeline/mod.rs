@@ -224,8 +224,10 @@ pub struct Pipeline<P> {
     /// ARP rate limits, address conflicts, the gratuitous ARP timer (boxed:
     /// cold, and a kilobyte the hot fields need not be spread around).
     arp_guard: Box<ArpGuard>,
-    /// Frames this worker may still hand to the kernel twins.
-    kernel_budget: KernelBudget,
+    /// Frames this worker may still hand to the kernel twins: a bucket per
+    /// port and class (`kernel::BudgetClass`), so that a flood on one side
+    /// or of one kind cannot spend what the kernel's other traffic needs.
+    kernel_budgets: Vec<[KernelBudget; 2]>,
     counters: Counters,
 }
 
@@ -273,7 +275,10 @@ impl<P: PacketBuf> Pipeline<P> {
             templates: shared.templates,
             owner: shared.owner,
             arp_guard: Box::new(ArpGuard::new(&snap)),
-            kernel_budget: shared.kernel_budget,
+            kernel_budgets: vec![
+                [shared.kernel_budget.clone(), shared.kernel_budget.clone()];
+                snap.ports.len()
+            ],
             counters: Counters::default(),
             snap: Arc::clone(&snap),
         };

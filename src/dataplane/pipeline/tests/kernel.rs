@@ -265,6 +265,47 @@ fn a_flood_at_the_interface_address_is_held_to_the_budget() {
 }
 
 #[test]
+fn a_flood_on_one_side_leaves_the_other_side_and_arp_their_budgets() {
+    let mut lb = twinned(16, 1, 0);
+    // The client side floods the interface address: its bucket is spent.
+    for i in 0..1000u16 {
+        lb.rx(
+            0,
+            tcp_frame(
+                LB_WAN,
+                CLIENT_MAC,
+                (CLIENT, 1000 + i),
+                (LB_WAN_ADDR, 22),
+                flags::SYN,
+            ),
+        );
+    }
+    assert_eq!(lb.kernel().len(), 16);
+    // In the same millisecond, a real answers the host's health check on
+    // the other port ...
+    let ack = tcp_frame(
+        LB_LAN,
+        R1_MAC,
+        (R1, 8080),
+        (LB_LAN_ADDR, 50000),
+        flags::SYN | flags::ACK,
+    );
+    lb.rx(1, ack.clone());
+    // ... and an ARP reply to the host's own request arrives on the
+    // flooded one: both go up.
+    let mut reply = arp_frame(
+        operation::REPLY,
+        CLIENT_MAC,
+        ip("10.10.0.9"),
+        ip(LB_WAN_ADDR),
+    );
+    reply[..6].copy_from_slice(&LB_WAN.0);
+    lb.rx(0, reply.clone());
+    assert_eq!(lb.kernel(), vec![(1, ack), (0, reply)]);
+    assert_eq!(lb.count(Counter::DropKernelRate), 1000 - 16);
+}
+
+#[test]
 fn any_worker_passes_the_hosts_traffic_up_without_a_handoff() {
     for worker in 0..2 {
         let mut lb = twinned(64, 2, worker);
