@@ -308,18 +308,18 @@ fn a_flood_at_the_interface_address_is_held_to_the_twins_budget() {
     kill(hping);
     // The twins still work after the flood (within a few seconds: the
     // kernel's neighbour entry may have to resolve again).
-    let mut ping = tb.exec(
-        "lb",
-        &["ping", "-c", "2", "-i", "0.2", "-W", "2", "10.10.0.2"],
-    );
+    let ping_client = || {
+        tb.exec(
+            "lb",
+            &["ping", "-c", "2", "-i", "0.2", "-W", "2", "10.10.0.2"],
+        )
+    };
+    let mut ping = ping_client();
     for _ in 0..2 {
         if ping.status.success() {
             break;
         }
-        ping = tb.exec(
-            "lb",
-            &["ping", "-c", "2", "-i", "0.2", "-W", "2", "10.10.0.2"],
-        );
+        ping = ping_client();
     }
     let neighbours = tb.exec("lb", &["ip", "neigh", "show"]);
     let stopped = lb.stop();

@@ -427,11 +427,6 @@ impl Dataplane {
         })
     }
 
-    /// Whether any port has a kernel twin.
-    pub fn has_twins(&self) -> bool {
-        !self.twins.is_empty()
-    }
-
     /// The NIC figures of every port, by port id.
     pub fn port_stats(&self) -> Vec<PortStats> {
         self.ports.iter().map(Port::stats).collect()

@@ -25,6 +25,23 @@ fn twinned(burst: u32, workers: u16, worker: u16) -> Lb {
 }
 
 impl Lb {
+    /// `count` SYNs from the client (source ports from `first_port`) at the
+    /// client-side interface address, port 22.
+    fn syn_flood(&mut self, count: u16, first_port: u16) {
+        for i in 0..count {
+            self.rx(
+                0,
+                tcp_frame(
+                    LB_WAN,
+                    CLIENT_MAC,
+                    (CLIENT, first_port + i),
+                    (LB_WAN_ADDR, 22),
+                    flags::SYN,
+                ),
+            );
+        }
+    }
+
     /// What went up to the kernel since the last call: (port, frame).
     fn kernel(&mut self) -> Vec<(u16, Vec<u8>)> {
         std::mem::take(&mut self.io.kernel)
@@ -230,34 +247,12 @@ fn partial_checksums_are_completed_before_going_up() {
 #[test]
 fn a_flood_at_the_interface_address_is_held_to_the_budget() {
     let mut lb = twinned(16, 1, 0);
-    for i in 0..1000u16 {
-        lb.rx(
-            0,
-            tcp_frame(
-                LB_WAN,
-                CLIENT_MAC,
-                (CLIENT, 1000 + i),
-                (LB_WAN_ADDR, 22),
-                flags::SYN,
-            ),
-        );
-    }
+    lb.syn_flood(1000, 1000);
     // The burst now, then 1000/s: one more per millisecond.
     assert_eq!(lb.kernel().len(), 16);
     assert_eq!(lb.count(Counter::DropKernelRate), 1000 - 16);
     lb.now = 5;
-    for i in 0..100u16 {
-        lb.rx(
-            0,
-            tcp_frame(
-                LB_WAN,
-                CLIENT_MAC,
-                (CLIENT, 3000 + i),
-                (LB_WAN_ADDR, 22),
-                flags::SYN,
-            ),
-        );
-    }
+    lb.syn_flood(100, 3000);
     assert_eq!(lb.kernel().len(), 5);
     // Forwarding carries on meanwhile.
     let out = lb.rx(0, client_tcp(40000, 80, flags::SYN));
@@ -268,18 +263,7 @@ fn a_flood_at_the_interface_address_is_held_to_the_budget() {
 fn a_flood_on_one_side_leaves_the_other_side_and_arp_their_budgets() {
     let mut lb = twinned(16, 1, 0);
     // The client side floods the interface address: its bucket is spent.
-    for i in 0..1000u16 {
-        lb.rx(
-            0,
-            tcp_frame(
-                LB_WAN,
-                CLIENT_MAC,
-                (CLIENT, 1000 + i),
-                (LB_WAN_ADDR, 22),
-                flags::SYN,
-            ),
-        );
-    }
+    lb.syn_flood(1000, 1000);
     assert_eq!(lb.kernel().len(), 16);
     // In the same millisecond, a real answers the host's health check on
     // the other port ...
