@@ -6,7 +6,8 @@
 //! fields cost nothing but a compare.
 
 use crate::lb::Proto;
-use crate::wire::{checksum, Ipv4Packet, TcpPacket, UdpPacket};
+use crate::wire::checksum::{self, Delta};
+use crate::wire::{Ipv4Packet, TcpPacket, UdpPacket};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 /// Decrements the TTL of the IPv4 packet in `packet` (header checksum
@@ -32,41 +33,99 @@ pub fn translate(
     src: SocketAddrV4,
     dst: SocketAddrV4,
 ) {
+    rewrite(packet, l4_offset, proto, src, dst, false);
+}
+
+/// What forwarding a translated packet does to it: `decrement_ttl` and
+/// `translate` in one pass, each checksum field updated once for all its
+/// changes. Returns false, leaving the packet unchanged, when the TTL would
+/// reach zero.
+#[inline]
+pub fn forward(
+    packet: &mut [u8],
+    l4_offset: usize,
+    proto: Proto,
+    src: SocketAddrV4,
+    dst: SocketAddrV4,
+) -> bool {
+    if Ipv4Packet::new_unchecked(&*packet).ttl() <= 1 {
+        return false;
+    }
+    rewrite(packet, l4_offset, proto, src, dst, true);
+    true
+}
+
+#[inline(always)]
+fn rewrite(
+    packet: &mut [u8],
+    l4_offset: usize,
+    proto: Proto,
+    src: SocketAddrV4,
+    dst: SocketAddrV4,
+    decrement_ttl: bool,
+) {
     let mut ip = Ipv4Packet::new_unchecked(&mut *packet);
     let (old_src, old_dst) = (ip.src_addr(), ip.dst_addr());
-    let mut sum = ip.checksum();
-    if old_src != *src.ip() {
-        sum = checksum::update_addr(sum, old_src, *src.ip());
-        ip.set_src_addr(*src.ip());
+    // The pseudo-header's share of the TCP/UDP checksum is the addresses'.
+    let addrs = Delta::default()
+        .addr(old_src, *src.ip())
+        .addr(old_dst, *dst.ip());
+    let mut header = addrs;
+    if decrement_ttl {
+        // The TTL shares its checksum word with the protocol.
+        let old = u16::from_be_bytes([ip.ttl(), ip.protocol()]);
+        ip.set_ttl(ip.ttl() - 1);
+        header = header.word(old, old - 0x100);
     }
-    if old_dst != *dst.ip() {
-        sum = checksum::update_addr(sum, old_dst, *dst.ip());
-        ip.set_dst_addr(*dst.ip());
-    }
-    ip.set_checksum(sum);
+    ip.set_src_addr(*src.ip());
+    ip.set_dst_addr(*dst.ip());
+    ip.set_checksum(header.apply(ip.checksum()));
 
     let l4 = &mut packet[l4_offset..];
     match proto {
         Proto::Tcp => {
             let mut tcp = TcpPacket::new_unchecked(l4);
-            let (sport, dport) = (tcp.src_port(), tcp.dst_port());
-            let sum = l4_sum(tcp.checksum(), (old_src, sport), (old_dst, dport), src, dst);
+            let ports = addrs
+                .word(tcp.src_port(), src.port())
+                .word(tcp.dst_port(), dst.port());
             tcp.set_src_port(src.port());
             tcp.set_dst_port(dst.port());
-            tcp.set_checksum(sum);
+            tcp.set_checksum(ports.apply(tcp.checksum()));
         }
         Proto::Udp => {
             let mut udp = UdpPacket::new_unchecked(l4);
-            let (sport, dport) = (udp.src_port(), udp.dst_port());
+            let ports = addrs
+                .word(udp.src_port(), src.port())
+                .word(udp.dst_port(), dst.port());
             udp.set_src_port(src.port());
             udp.set_dst_port(dst.port());
             // A zero UDP checksum means "none" and stays none.
             if udp.checksum() != 0 {
-                let sum = l4_sum(udp.checksum(), (old_src, sport), (old_dst, dport), src, dst);
+                let sum = ports.apply(udp.checksum());
                 udp.set_checksum(if sum == 0 { 0xffff } else { sum });
             }
         }
     }
+}
+
+/// `forward` for a port whose NIC computes the checksums (the IPv4 one is
+/// zeroed, so the TTL costs no update).
+#[inline]
+pub fn forward_for_offload(
+    packet: &mut [u8],
+    l4_offset: usize,
+    proto: Proto,
+    src: SocketAddrV4,
+    dst: SocketAddrV4,
+) -> bool {
+    let mut ip = Ipv4Packet::new_unchecked(&mut *packet);
+    let ttl = ip.ttl();
+    if ttl <= 1 {
+        return false;
+    }
+    ip.set_ttl(ttl - 1);
+    translate_for_offload(packet, l4_offset, proto, src, dst);
+    true
 }
 
 /// Rewrites like `translate`, for a port whose NIC computes checksums on
@@ -227,6 +286,46 @@ mod tests {
         assert_eq!(ip.ttl(), 63);
         assert_eq!(TcpPacket::new_checked(&p[20..]).unwrap().dst_port(), 8080);
         assert_valid(&p);
+    }
+
+    #[test]
+    fn forward_is_ttl_and_translation_in_one_pass() {
+        let local = SocketAddrV4::new(Ipv4Addr::new(192, 168, 20, 1), 5001);
+        let real = SocketAddrV4::new(Ipv4Addr::new(192, 168, 30, 2), 80);
+        for ttl in [2u8, 64, 255] {
+            let mut two_steps = syn();
+            {
+                let mut ip = Ipv4Packet::new_unchecked(&mut two_steps[..]);
+                ip.set_ttl(ttl);
+                ip.fill_checksum();
+            }
+            let mut one = two_steps.clone();
+            assert!(decrement_ttl(&mut two_steps));
+            translate(&mut two_steps, 20, Proto::Tcp, local, real);
+            assert!(forward(&mut one, 20, Proto::Tcp, local, real));
+            assert_eq!(one, two_steps, "ttl {ttl}");
+            assert_valid(&one);
+            assert_eq!(Ipv4Packet::new_unchecked(&one[..]).ttl(), ttl - 1);
+        }
+        let mut last_hop = syn();
+        {
+            let mut ip = Ipv4Packet::new_unchecked(&mut last_hop[..]);
+            ip.set_ttl(1);
+            ip.fill_checksum();
+        }
+        let before = last_hop.clone();
+        assert!(!forward(&mut last_hop, 20, Proto::Tcp, local, real));
+        assert!(!forward_for_offload(
+            &mut last_hop,
+            20,
+            Proto::Tcp,
+            local,
+            real
+        ));
+        assert_eq!(
+            last_hop, before,
+            "a packet that may not be forwarded is left alone"
+        );
     }
 
     #[test]

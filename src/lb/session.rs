@@ -145,6 +145,11 @@ pub struct Session {
 /// Index of a session's slot in its `SessionTable`. Reused after removal.
 pub type SessionId = u32;
 
+/// A 5-tuple's keyed hash in one `SessionTable` (`SessionTable::tag`):
+/// where its lookups start. Only meaningful for the table that made it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowTag(u32);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InsertError {
     /// The table holds `capacity()` sessions.
@@ -273,48 +278,64 @@ impl SessionTable {
             + self.outbound.memory_bytes()
     }
 
+    /// The hash a lookup of `key` starts from. Computed once per packet:
+    /// the burst's prefetches and the lookup itself all take it.
+    #[inline]
+    pub fn tag(&self, key: &FlowKey) -> FlowTag {
+        FlowTag(self.hasher.tag(key))
+    }
+
     /// First half of a lookup ahead of time: brings the key's home bucket
     /// toward the cache. Lets a burst's misses overlap.
     #[inline]
-    pub fn prefetch_bucket(&self, inbound: bool, key: &FlowKey) {
-        let index = if inbound {
-            &self.inbound
-        } else {
-            &self.outbound
-        };
-        index.prefetch(self.hasher.tag(key));
+    pub fn prefetch_bucket(&self, inbound: bool, tag: FlowTag) {
+        self.index(inbound).prefetch(tag.0);
     }
 
     /// Second half, once the bucket has had time to arrive: brings the
     /// session its home bucket names (if the tag matches) toward the cache.
     #[inline]
-    pub fn prefetch_session(&self, inbound: bool, key: &FlowKey) {
-        let index = if inbound {
-            &self.inbound
-        } else {
-            &self.outbound
-        };
-        if let Some(id) = index.home_guess(self.hasher.tag(key)) {
+    pub fn prefetch_session(&self, inbound: bool, tag: FlowTag) {
+        if let Some(id) = self.index(inbound).home_guess(tag.0) {
             if let Some(slot) = self.slots.get(id as usize) {
                 mem::prefetch(slot);
             }
         }
     }
 
+    #[inline]
+    fn index(&self, inbound: bool) -> &Index {
+        if inbound {
+            &self.inbound
+        } else {
+            &self.outbound
+        }
+    }
+
     /// The session a client packet with this 5-tuple belongs to.
     pub fn lookup_inbound(&self, key: &FlowKey) -> Option<SessionId> {
-        let tag = self.hasher.tag(key);
-        self.inbound.find(
-            tag,
-            |id| matches!(self.slots.get(id as usize), Some(Slot(Some(s))) if s.inbound == *key),
-        )
+        self.lookup_inbound_tagged(key, self.tag(key))
     }
 
     /// The session a real server's reply with this 5-tuple belongs to.
     pub fn lookup_outbound(&self, key: &FlowKey) -> Option<SessionId> {
-        let tag = self.hasher.tag(key);
+        self.lookup_outbound_tagged(key, self.tag(key))
+    }
+
+    /// `lookup_inbound` with the key's tag already computed (`tag`).
+    #[inline]
+    pub fn lookup_inbound_tagged(&self, key: &FlowKey, tag: FlowTag) -> Option<SessionId> {
+        self.inbound.find(
+            tag.0,
+            |id| matches!(self.slots.get(id as usize), Some(Slot(Some(s))) if s.inbound == *key),
+        )
+    }
+
+    /// `lookup_outbound` with the key's tag already computed (`tag`).
+    #[inline]
+    pub fn lookup_outbound_tagged(&self, key: &FlowKey, tag: FlowTag) -> Option<SessionId> {
         self.outbound.find(
-            tag,
+            tag.0,
             |id| matches!(self.slots.get(id as usize), Some(Slot(Some(s))) if s.outbound == *key),
         )
     }
@@ -596,6 +617,7 @@ impl FlowHasher {
         }
     }
 
+    #[inline]
     fn tag(&self, key: &FlowKey) -> u32 {
         let addrs = (u64::from(u32::from(key.src)) << 32) | u64::from(u32::from(key.dst));
         let rest = (u64::from(key.sport) << 32) | (u64::from(key.dport) << 16) | key.proto as u64;
@@ -605,6 +627,7 @@ impl FlowHasher {
     }
 }
 
+#[inline]
 fn folded_multiply(x: u64, y: u64) -> u64 {
     let full = u128::from(x) * u128::from(y);
     (full as u64) ^ ((full >> 64) as u64)
@@ -640,6 +663,7 @@ impl Index {
         std::mem::size_of_val::<[Bucket]>(&self.buckets)
     }
 
+    #[inline]
     fn home(&self, tag: u32) -> usize {
         ((u64::from(tag) * self.buckets.len() as u64) >> 32) as usize
     }
@@ -658,6 +682,7 @@ impl Index {
         (b.tag == tag && b.id != NIL).then_some(b.id)
     }
 
+    #[inline]
     fn next(&self, i: usize) -> usize {
         if i + 1 == self.buckets.len() {
             0
@@ -667,6 +692,7 @@ impl Index {
     }
 
     /// The id in the first bucket with `tag` whose session `is_match`.
+    #[inline]
     fn find(&self, tag: u32, is_match: impl Fn(u32) -> bool) -> Option<u32> {
         let mut i = self.home(tag);
         // Bounded by the table size; in practice it stops at an empty

@@ -1,5 +1,4 @@
-//! Validating parsers for the headers the pipeline reads, and the
-//! unvalidated guess used to prefetch a burst's sessions.
+//! Validating parsers for the headers the pipeline reads.
 
 use super::*;
 use crate::wire::WireError;
@@ -110,33 +109,6 @@ pub(super) fn parse_l4(frame: &[u8], ip: &Ipv4Info, proto: u8) -> Result<L4Info,
             dport: udp.dst_port(),
             flags: TcpFlags::default(),
         })
-    }
-}
-
-impl<P: PacketBuf> Pipeline<P> {
-    /// A guess, without validation, of the session table entry a frame
-    /// will look up: (inbound?, key). Only a hint for prefetching; the
-    /// frame is parsed and checked properly when it is processed.
-    #[inline]
-    pub(super) fn session_hint(&self, f: &[u8]) -> Option<(bool, FlowKey)> {
-        let ip = f.get(ETH_LEN..)?;
-        if f.get(12..14)? != [0x08, 0x00] || ip.len() < 20 {
-            return None;
-        }
-        let proto = Proto::from_ip_protocol(ip[9])?;
-        let l4 = ip.get(usize::from(ip[0] & 0x0f) * 4..)?.get(..4)?;
-        let key = FlowKey {
-            proto,
-            src: Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]),
-            sport: u16::from_be_bytes([l4[0], l4[1]]),
-            dst: Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]),
-            dport: u16::from_be_bytes([l4[2], l4[3]]),
-        };
-        match self.snap.destination(key.dst) {
-            Destination::Vip => Some((true, key)),
-            Destination::Laddr | Destination::Foreign => Some((false, key)),
-            Destination::Interface => None,
-        }
     }
 }
 

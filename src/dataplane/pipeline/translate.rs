@@ -17,15 +17,10 @@ impl<P: PacketBuf> Pipeline<P> {
     // the compiler stopped inlining it, which cost 30 instructions a packet
     // (callgrind, pipebench) against the few the checks cost.
     #[inline(always)]
-    pub(super) fn inbound(
-        &mut self,
-        frame: &mut [u8],
-        ip: &Ipv4Info,
-        l4: &L4Info,
-        now: u64,
-    ) -> Verdict {
+    pub(super) fn inbound(&mut self, frame: &mut [u8], flow: &Flow, now: u64) -> Verdict {
+        let (ip, l4) = (&flow.ip, &flow.l4);
         let key = flow_key(ip, l4);
-        let id = match self.sessions.lookup_inbound(&key) {
+        let id = match self.sessions.lookup_inbound_tagged(&key, flow.tag) {
             Some(id) if self.is_new_connection_on_old_session(id, l4) => {
                 // The client reuses its port for a new connection while the
                 // old one lingers in TIME_WAIT/CLOSE: retire the old session
@@ -252,15 +247,11 @@ impl<P: PacketBuf> Pipeline<P> {
     /// Real server -> client (NAT) or -> local address (FULLNAT): translate
     /// back to VIP -> client. Without a session the packet is not ours to
     /// forward.
-    pub(super) fn outbound(
-        &mut self,
-        frame: &mut [u8],
-        ip: &Ipv4Info,
-        l4: &L4Info,
-        now: u64,
-    ) -> Verdict {
+    #[inline]
+    pub(super) fn outbound(&mut self, frame: &mut [u8], flow: &Flow, now: u64) -> Verdict {
+        let (ip, l4) = (&flow.ip, &flow.l4);
         let key = flow_key(ip, l4);
-        let Some(id) = self.sessions.lookup_outbound(&key) else {
+        let Some(id) = self.sessions.lookup_outbound_tagged(&key, flow.tag) else {
             return Verdict::Drop(Counter::DropNotServed);
         };
         if self
@@ -386,9 +377,6 @@ impl<P: PacketBuf> Pipeline<P> {
             Err(reason) => return Verdict::Drop(reason),
         };
         let packet = &mut frame[ETH_LEN..ip.l4_end];
-        if !nat::decrement_ttl(packet) {
-            return Verdict::Drop(Counter::DropTtlExceeded);
-        }
         let l3_len = ip.l4_start - ETH_LEN;
         // The NIC sums the whole IP payload: a UDP datagram shorter than
         // it (trailing bytes, which receivers trim) keeps the software path.
@@ -397,10 +385,14 @@ impl<P: PacketBuf> Pipeline<P> {
                 == packet.len() - l3_len;
         if self.snap.ports[route.port as usize].tx_checksum_offload && nic_sums_it {
             // The NIC computes the checksum from scratch.
-            nat::translate_for_offload(packet, l3_len, proto, src, dst);
+            if !nat::forward_for_offload(packet, l3_len, proto, src, dst) {
+                return Verdict::Drop(Counter::DropTtlExceeded);
+            }
             Verdict::Forward(route, Some((l3_len, proto)))
         } else {
-            nat::translate(packet, l3_len, proto, src, dst);
+            if !nat::forward(packet, l3_len, proto, src, dst) {
+                return Verdict::Drop(Counter::DropTtlExceeded);
+            }
             Verdict::Forward(route, None)
         }
     }
