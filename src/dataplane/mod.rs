@@ -16,5 +16,5 @@ pub mod twin_pump;
 pub mod worker;
 
 pub use counters::{Counter, Counters};
-pub use pipeline::{Io, PacketBuf, Pipeline};
+pub use pipeline::{Io, PacketBuf, Pipeline, RxChecksum};
 pub use snapshot::Snapshot;

@@ -171,7 +171,8 @@ impl Dataplane {
             }
             let link = port.link();
             info!(
-                "port {id}: driver {}, mac {}, link {} {} Mb/s, {} queue(s){}, tx checksum offload {}",
+                "port {id}: driver {}, mac {}, link {} {} Mb/s, {} queue(s){}, tx checksum offload {}, \
+                 rx IPv4 checksum {}",
                 port.info().driver,
                 port.mac(),
                 if link.up { "up" } else { "down" },
@@ -182,6 +183,11 @@ impl Dataplane {
                     "on"
                 } else {
                     "off (software)"
+                },
+                if port.rx_ip_checksum_offload() {
+                    "by the NIC"
+                } else {
+                    "in software"
                 },
             );
             dataplane.ports.push(port);

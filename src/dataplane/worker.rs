@@ -8,7 +8,7 @@
 //! ring ends and the pipeline are values it owns.
 
 use super::counters::{Counter, Counters};
-use super::pipeline::{Io, PacketBuf, Pipeline, Shared};
+use super::pipeline::{Io, PacketBuf, Pipeline, RxChecksum, Shared};
 use super::publish::SnapshotReader;
 use super::query::{Query, Reply};
 use super::stats::{SharedCounters, PUBLISH_MS};
@@ -38,6 +38,15 @@ impl PacketBuf for Mbuf {
     #[inline]
     fn request_tx_checksums(&mut self, l3_len: usize, proto: Proto) {
         Mbuf::request_tx_checksums(self, 14, l3_len, proto == Proto::Tcp)
+    }
+
+    #[inline]
+    fn rx_ip_checksum(&self) -> RxChecksum {
+        match self.rx_ip_checksum_good() {
+            Some(true) => RxChecksum::Good,
+            Some(false) => RxChecksum::Bad,
+            None => RxChecksum::Unchecked,
+        }
     }
 }
 

@@ -111,6 +111,18 @@ impl Mbuf {
         m.__bindgen_anon_3.tx_offload = (l2_len as u64 & 0x7f) | ((l3_len as u64 & 0x1ff) << 7);
     }
 
+    /// What the NIC found of the IPv4 header checksum on receive: Some(true)
+    /// good, Some(false) bad, None when it did not check (no offload, not
+    /// IPv4, or a virtual port).
+    #[inline]
+    pub fn rx_ip_checksum_good(&self) -> Option<bool> {
+        match self.raw().ol_flags & u64::from(sys::RTE_MBUF_F_RX_IP_CKSUM_MASK) {
+            f if f == u64::from(sys::RTE_MBUF_F_RX_IP_CKSUM_GOOD) => Some(true),
+            f if f == u64::from(sys::RTE_MBUF_F_RX_IP_CKSUM_BAD) => Some(false),
+            _ => None,
+        }
+    }
+
     /// The ethdev port this packet was received on.
     #[inline]
     pub fn port(&self) -> u16 {

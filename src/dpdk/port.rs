@@ -31,6 +31,9 @@ impl Default for PortSetup {
 
 /// `RTE_ETH_TX_OFFLOAD_{IPV4,UDP,TCP}_CKSUM` (macros bindgen cannot see).
 pub const TX_OFFLOAD_CHECKSUMS: u64 = (1 << 1) | (1 << 2) | (1 << 3);
+/// `RTE_ETH_RX_OFFLOAD_IPV4_CKSUM`: the NIC checks IPv4 header checksums
+/// and says so in each mbuf's flags.
+const RX_OFFLOAD_IPV4_CKSUM: u64 = 1 << 1;
 /// `RTE_ETH_RSS_IPV4 | NONFRAG_IPV4_TCP | NONFRAG_IPV4_UDP`.
 const RSS_IPV4_TCP_UDP: u64 = (1 << 2) | (1 << 4) | (1 << 5);
 
@@ -81,6 +84,7 @@ pub struct Port {
     info: PortInfo,
     rss: bool,
     tx_checksum_offload: bool,
+    rx_ip_checksum_offload: bool,
     queues: Option<Vec<(RxQueue, TxQueue)>>,
 }
 
@@ -149,6 +153,12 @@ impl Port {
         let tx_checksum_offload = setup.tx_checksum_offload && info.has_tx_checksum_offload();
         if tx_checksum_offload {
             conf.txmode.offloads = TX_OFFLOAD_CHECKSUMS;
+        }
+        // Always wanted where offered: the pipeline skips its own check of
+        // a header the NIC marked good (and still checks one it did not).
+        let rx_ip_checksum_offload = info.rx_offload_capa & RX_OFFLOAD_IPV4_CKSUM != 0;
+        if rx_ip_checksum_offload {
+            conf.rxmode.offloads |= RX_OFFLOAD_IPV4_CKSUM;
         }
         // SAFETY: valid port id (checked by dev_info_get), conf outlives the call.
         let rc = unsafe { sys::rte_eth_dev_configure(id, setup.rx_queues, setup.tx_queues, &conf) };
@@ -219,6 +229,7 @@ impl Port {
             info,
             rss,
             tx_checksum_offload,
+            rx_ip_checksum_offload,
             queues: Some(queues),
         })
     }
@@ -272,6 +283,11 @@ impl Port {
     /// Whether tx checksum offload is enabled on this port.
     pub fn tx_checksum_offload(&self) -> bool {
         self.tx_checksum_offload
+    }
+
+    /// Whether the NIC checks IPv4 header checksums on receive.
+    pub fn rx_ip_checksum_offload(&self) -> bool {
+        self.rx_ip_checksum_offload
     }
 
     /// The (rx, tx) queue pairs, one per worker, handed out once: None on

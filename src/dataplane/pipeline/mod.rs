@@ -62,6 +62,21 @@ pub trait PacketBuf {
     /// checksum on transmit. The pipeline has zeroed the former and put the
     /// pseudo-header sum in the latter, as DPDK's offload expects.
     fn request_tx_checksums(&mut self, l3_len: usize, proto: Proto);
+    /// What the NIC found of the IPv4 header checksum on receive, where
+    /// it checks (`RTE_MBUF_F_RX_IP_CKSUM_*`).
+    #[inline]
+    fn rx_ip_checksum(&self) -> RxChecksum {
+        RxChecksum::Unchecked
+    }
+}
+
+/// A receive checksum as the NIC reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RxChecksum {
+    /// Not checked: sluice checks it.
+    Unchecked,
+    Good,
+    Bad,
 }
 
 /// Where the pipeline's output goes.
@@ -488,7 +503,8 @@ impl<P: PacketBuf> Pipeline<P> {
         // Which session index each frame looks in, and where.
         let mut lookups: ArrayVec<Option<(bool, FlowTag)>, N> = ArrayVec::new();
         for p in pkts.iter_mut() {
-            let front = self.front(in_port, p.data_mut(), Source::Rx);
+            let sum = p.rx_ip_checksum();
+            let front = self.front(in_port, p.data_mut(), sum, Source::Rx);
             let lookup = match &front {
                 Front::Flow(f) => Some((f.inbound, f.tag)),
                 _ => None,
@@ -523,7 +539,8 @@ impl<P: PacketBuf> Pipeline<P> {
 
     #[inline]
     fn handle(&mut self, in_port: u16, mut pkt: P, now: u64, io: &mut impl Io<P>, source: Source) {
-        let verdict = self.classify(in_port, pkt.data_mut(), now, io, source);
+        let sum = pkt.rx_ip_checksum();
+        let verdict = self.classify(in_port, pkt.data_mut(), sum, now, io, source);
         self.dispatch(in_port, pkt, verdict, now, io);
     }
 
@@ -649,11 +666,12 @@ impl<P: PacketBuf> Pipeline<P> {
         &mut self,
         in_port: u16,
         frame: &mut [u8],
+        ip_sum: RxChecksum,
         now: u64,
         io: &mut impl Io<P>,
         source: Source,
     ) -> Verdict {
-        let front = self.front(in_port, frame, source);
+        let front = self.front(in_port, frame, ip_sum, source);
         self.finish(in_port, frame, front, now, io, source)
     }
 
@@ -661,7 +679,13 @@ impl<P: PacketBuf> Pipeline<P> {
     /// sends nothing. Stateless but for the kernel twins' budgets, so a
     /// burst's frames can all go through it before any is finished.
     #[inline]
-    fn front(&mut self, in_port: u16, frame: &mut [u8], source: Source) -> Front {
+    fn front(
+        &mut self,
+        in_port: u16,
+        frame: &mut [u8],
+        ip_sum: RxChecksum,
+        source: Source,
+    ) -> Front {
         let Some(port) = self.snap.ports.get(in_port as usize) else {
             return Front::Done(Verdict::Drop(Counter::DropNotForUs));
         };
@@ -677,7 +701,7 @@ impl<P: PacketBuf> Pipeline<P> {
             return Front::Done(Verdict::Drop(Counter::DropNotForUs));
         }
         match ethertype {
-            ethertype::IPV4 => self.ipv4_front(in_port, frame, source),
+            ethertype::IPV4 => self.ipv4_front(in_port, frame, ip_sum, source),
             ethertype::ARP => Front::Arp,
             _ => Front::Done(Verdict::Drop(Counter::DropUnknownEthertype)),
         }
@@ -704,9 +728,15 @@ impl<P: PacketBuf> Pipeline<P> {
     }
 
     #[inline]
-    fn ipv4_front(&mut self, in_port: u16, frame: &mut [u8], source: Source) -> Front {
+    fn ipv4_front(
+        &mut self,
+        in_port: u16,
+        frame: &mut [u8],
+        ip_sum: RxChecksum,
+        source: Source,
+    ) -> Front {
         let maybe_partial = self.snap.ports[in_port as usize].rx_partial_checksums;
-        let info = match parse_ipv4(frame, maybe_partial) {
+        let info = match parse_ipv4(frame, ip_sum, maybe_partial) {
             Ok(info) => info,
             Err(reason) => return Front::Done(Verdict::Drop(reason)),
         };

@@ -15,10 +15,15 @@ pub(super) fn flow_key(ip: &Ipv4Info, l4: &L4Info) -> FlowKey {
     }
 }
 
-/// Validates the IPv4 header (lengths, checksum, no fragments).
+/// Validates the IPv4 header (lengths, checksum, no fragments). The
+/// checksum is summed here unless the NIC already did (`ip_sum`).
 /// `maybe_partial`: the port may deliver partial L4 checksums.
 #[inline]
-pub(super) fn parse_ipv4(frame: &[u8], maybe_partial: bool) -> Result<Ipv4Info, Counter> {
+pub(super) fn parse_ipv4(
+    frame: &[u8],
+    ip_sum: RxChecksum,
+    maybe_partial: bool,
+) -> Result<Ipv4Info, Counter> {
     let ip = Ipv4Packet::new_checked(&frame[ETH_LEN..]).map_err(|e| match e {
         // A whole header announcing more than the frame holds.
         WireError::Truncated if frame.len() >= ETH_LEN + Ipv4Packet::<&[u8]>::HEADER_LEN => {
@@ -26,7 +31,12 @@ pub(super) fn parse_ipv4(frame: &[u8], maybe_partial: bool) -> Result<Ipv4Info, 
         }
         _ => Counter::DropMalformedIpv4,
     })?;
-    if !ip.verify_checksum() {
+    let checksum_ok = match ip_sum {
+        RxChecksum::Good => true,
+        RxChecksum::Bad => false,
+        RxChecksum::Unchecked => ip.verify_checksum(),
+    };
+    if !checksum_ok {
         return Err(Counter::DropBadIpv4Checksum);
     }
     if ip.is_fragment() {

@@ -69,6 +69,8 @@ addr = "192.168.10.2:5353"
 struct Pkt {
     bytes: Vec<u8>,
     offload: Option<(usize, Proto)>,
+    /// What the NIC said of the IPv4 header checksum.
+    rx_ip_sum: RxChecksum,
 }
 
 impl PacketBuf for Pkt {
@@ -85,12 +87,16 @@ impl PacketBuf for Pkt {
     fn request_tx_checksums(&mut self, l3_len: usize, proto: Proto) {
         self.offload = Some((l3_len, proto));
     }
+    fn rx_ip_checksum(&self) -> RxChecksum {
+        self.rx_ip_sum
+    }
 }
 
 fn pkt(bytes: Vec<u8>) -> Pkt {
     Pkt {
         bytes,
         offload: None,
+        rx_ip_sum: RxChecksum::Unchecked,
     }
 }
 
@@ -692,6 +698,42 @@ fn a_burst_is_processed_exactly_as_its_packets_one_by_one() {
         assert_eq!(burst.count(c), single.count(c), "{c:?}");
     }
     assert_eq!(burst.p.sessions().len(), single.p.sessions().len());
+}
+
+#[test]
+fn the_nics_receive_checksum_verdict_is_trusted() {
+    let mut lb = Lb::new(WRR_1_3).with_neighbours();
+    let rx = |lb: &mut Lb, frame: Vec<u8>, rx_ip_sum| {
+        let p = Pkt {
+            rx_ip_sum,
+            ..pkt(frame)
+        };
+        lb.p.process(0, p, lb.now, &mut lb.io);
+        lb.io.take()
+    };
+    // Marked bad by the NIC: dropped, whatever the bytes say.
+    let good = client_tcp(40100, 80, flags::SYN);
+    assert!(rx(&mut lb, good.clone(), RxChecksum::Bad).is_empty());
+    assert_eq!(lb.count(Counter::DropBadIpv4Checksum), 1);
+    // Marked good: not summed again (a header the NIC vouched for).
+    let mut vouched = good.clone();
+    vouched[ETH_LEN + 10] ^= 0x55;
+    assert_eq!(rx(&mut lb, vouched, RxChecksum::Good).len(), 1);
+    assert_eq!(lb.count(Counter::DropBadIpv4Checksum), 1);
+    // Not checked by the NIC: sluice checks.
+    let mut bad = client_tcp(40101, 80, flags::SYN);
+    bad[ETH_LEN + 10] ^= 0x55;
+    assert!(rx(&mut lb, bad, RxChecksum::Unchecked).is_empty());
+    assert_eq!(lb.count(Counter::DropBadIpv4Checksum), 2);
+    assert_eq!(
+        rx(
+            &mut lb,
+            client_tcp(40101, 80, flags::SYN),
+            RxChecksum::Unchecked
+        )
+        .len(),
+        1
+    );
 }
 
 #[test]
