@@ -8,8 +8,10 @@
 #   1. dpdk-testpmd --forward-mode=5tswap: the framework's ceiling on lcore 1;
 #   2. sluice, one worker on lcore 1, static neighbours (nothing waits on ARP),
 # the main lcore of both on lcore 0.
-# Rates are the mean of the per-second samples after a warm-up. Prints a
-# table, then one JSON line per case.
+# With --workers N, both get N forwarding lcores and net_pcap one rx queue
+# (one pcap) per worker; see perf/README.md. Rates are the mean of the
+# per-second samples after a warm-up. Prints a table, then one JSON line
+# per case.
 #
 # Before the cases, a translation check replays a small pcap once through
 # sluice in each mode with tx_pcap: every packet must come out translated
