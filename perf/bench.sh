@@ -8,8 +8,10 @@
 #   1. dpdk-testpmd --forward-mode=5tswap: the framework's ceiling on lcore 1;
 #   2. sluice, one worker on lcore 1, static neighbours (nothing waits on ARP),
 # the main lcore of both on lcore 0.
-# Rates are the mean of the per-second samples after a warm-up. Prints a
-# table, then one JSON line per case.
+# With --workers N, both get N forwarding lcores and net_pcap one rx queue
+# (one pcap) per worker; see perf/README.md. Rates are the mean of the
+# per-second samples after a warm-up. Prints a table, then one JSON line
+# per case.
 #
 # Before the cases, a translation check replays a small pcap once through
 # sluice in each mode with tx_pcap: every packet must come out translated
@@ -24,6 +26,7 @@
 # one session per flow: a rate of dropped packets would be worthless.
 #
 # Usage: perf/bench.sh [--quick] [--dir DIR] [--warmup S] [--measure S] [--only RE] [--core N] [--changes N] [--no-huge]
+#                      [--workers N [--split owner|spread] [--allow-oversubscribe]]
 #   --quick     1K and 64K flows only, shorter runs (a smoke test, ~2 min)
 #   --dir DIR   where pcaps, configs and logs go (default /tmp/sluice-perf)
 #   --only RE   run only the cases whose name matches RE (e.g. 'fullnat-tcp')
@@ -36,6 +39,25 @@
 #               table gets a row CASE+chg beside the plain one
 #   --no-huge   4 KiB pages even where hugepages could be reserved (what
 #               happens anyway when they cannot; figures are then lower)
+#   --workers N N forwarding lcores instead of one: testpmd with --nb-cores=N
+#               --rxq=N --txq=N, sluice with N workers, each on N+1 lcores
+#               (the main lcore on the first cpu this process may use, the
+#               workers on the next N; --core does not apply), and net_pcap
+#               with one rx_pcap, so one rx queue, per worker: pcapgen
+#               --queues N splits each case's flows into N files. Needs N+1
+#               cpus. The table gains a column: the share of the packets
+#               sluice handed from one worker to another (steer_handoffs).
+#   --split S   with --workers N: how the flows are split over the queues.
+#               owner (the default): sluice gets a fixed dataplane.owner_key
+#               and pcapgen the same key, so each queue carries only the
+#               clients its worker owns and no packet is handed off; spread:
+#               flow i on queue i mod N, blind to owners as RSS is, so about
+#               (N-1)/N of the packets take a handoff ring (and the figure
+#               includes that cost)
+#   --allow-oversubscribe
+#               with --workers N on fewer than N+1 cpus: run anyway, several
+#               lcores sharing a cpu. Only to see that the N-worker path
+#               works: the rates mean nothing (the table says so)
 # Needs root (hugepages, DPDK). Honours CARGO_TARGET_DIR. On a shared machine
 # it waits for the worker's cpu to be quiet and reruns disturbed cases, within
 # QUIET_WAIT (120 s per wait) and WAIT_BUDGET (420 s in all); RETRIES=0 skips
@@ -49,8 +71,12 @@ WARMUP=""
 MEASURE=""
 ONLY=""
 WORKER_CORE=1
+CORE_GIVEN=0
 CHANGES=0
 NO_HUGE=0
+WORKERS=1
+SPLIT=owner
+OVERSUBSCRIBE=0
 while (($#)); do
     case $1 in
         --quick) QUICK=1 ;;
@@ -58,9 +84,12 @@ while (($#)); do
         --warmup) WARMUP=$2; shift ;;
         --measure) MEASURE=$2; shift ;;
         --only) ONLY=$2; shift ;;
-        --core) WORKER_CORE=$2; shift ;;
+        --core) WORKER_CORE=$2; CORE_GIVEN=1; shift ;;
         --changes) CHANGES=$2; shift ;;
         --no-huge) NO_HUGE=1 ;;
+        --workers) WORKERS=$2; shift ;;
+        --split) SPLIT=$2; shift ;;
+        --allow-oversubscribe) OVERSUBSCRIBE=1 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "bench: unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -68,6 +97,8 @@ while (($#)); do
 done
 [[ $WORKER_CORE == 0 || $WORKER_CORE == 1 ]] || { echo "bench: --core must be 0 or 1" >&2; exit 2; }
 MAIN_CORE=$((1 - WORKER_CORE))
+[[ $WORKERS =~ ^[1-9][0-9]?$ ]] || { echo "bench: --workers must be between 1 and 99" >&2; exit 2; }
+[[ $SPLIT == owner || $SPLIT == spread ]] || { echo "bench: --split must be owner or spread" >&2; exit 2; }
 if ((QUICK)); then
     WARMUP=${WARMUP:-2}; MEASURE=${MEASURE:-3}
 else
@@ -97,8 +128,9 @@ SPARE_MBUFS=16383
 MBUF_BYTES=2368
 # Seconds to wait for a DPDK process to start (pcap loading included).
 START_TIMEOUT=180
-# Seconds to wait for cpu 1 to be quiet before a run; a case whose worker
-# was preempted more than MAX_WAIT_PCT % of the time is run again, up to
+# Seconds to wait for the workers' cpus to be quiet before a run; a case
+# whose workers were preempted more than MAX_WAIT_PCT % of the time (their
+# mean) is run again, up to
 # RETRIES more times, and the least disturbed attempt is kept.
 # All waiting and retrying together stops after WAIT_BUDGET s, which keeps a
 # run on a busy machine bounded (about 6 min quiet, at most ~12 min more).
@@ -111,6 +143,51 @@ EXTRA=0
 
 log() { echo "bench: $*" >&2; }
 die() { log "error: $*"; exit 1; }
+
+# ---- lcores: the main one and the workers ----
+# The cpus this process may run on, in order (nproc counts the same).
+allowed_cpus() {
+    local part parts
+    IFS=, read -ra parts <<<"$(awk '/^Cpus_allowed_list:/ {print $2}' /proc/self/status)"
+    for part in "${parts[@]}"; do
+        if [[ $part == *-* ]]; then seq "${part%-*}" "${part#*-}"; else echo "$part"; fi
+    done
+}
+mapfile -t CPUS < <(allowed_cpus)
+OVERSUBSCRIBED=0
+if ((WORKERS == 1)); then
+    # As always: lcore = cpu, the worker on --core, the main lcore on the other.
+    LCORE_ARGS=(-l 0-1 --main-lcore "$MAIN_CORE")
+    WORKER_LCORES=("$WORKER_CORE")
+    WORKER_CPUS=("$WORKER_CORE")
+else
+    ((CORE_GIVEN)) && die "--core is for one worker; with --workers the main lcore takes the first cpu and the workers the next $WORKERS"
+    if ((${#CPUS[@]} < WORKERS + 1)); then
+        ((OVERSUBSCRIBE)) || die "--workers $WORKERS needs $((WORKERS + 1)) cores, this machine has ${#CPUS[@]}" \
+            "(--allow-oversubscribe runs it anyway, as a functional test whose rates mean nothing)"
+        OVERSUBSCRIBED=1
+    fi
+    # Lcore 0 (main) on the first cpu, lcore i on the (i+1)th; oversubscribed,
+    # the workers take turns on the cpus after the first.
+    MAIN_CORE=${CPUS[0]}
+    map="0@$MAIN_CORE"
+    WORKER_LCORES=()
+    WORKER_CPUS=()
+    for ((i = 1; i <= WORKERS; i++)); do
+        if ((${#CPUS[@]} > 1)); then cpu=${CPUS[1 + (i - 1) % (${#CPUS[@]} - 1)]}; else cpu=$MAIN_CORE; fi
+        map+=",$i@$cpu"
+        WORKER_LCORES+=("$i")
+        [[ " ${WORKER_CPUS[*]} " == *" $cpu "* ]] || WORKER_CPUS+=("$cpu")
+    done
+    LCORE_ARGS=(--lcores "$map" --main-lcore 0)
+    # Rates of workers sharing cpus mean nothing: no rerun will fix that.
+    ((OVERSUBSCRIBED)) && RETRIES=0
+fi
+WORKER_CPU_LIST=$(IFS=,; echo "${WORKER_CPUS[*]}")
+# The key sluice and pcapgen share with --split owner (any fixed value).
+OWNER_KEY=5eed0000000000000000000000c0ffee
+BENCH_OWNER_KEY=""
+((WORKERS > 1)) && [[ $SPLIT == owner ]] && BENCH_OWNER_KEY=$OWNER_KEY
 
 [[ $(id -u) -eq 0 ]] || die "must run as root (hugepages, DPDK)"
 if [[ -d $HOME/.cargo/bin && :$PATH: != *":$HOME/.cargo/bin:"* ]]; then
@@ -143,9 +220,25 @@ for c in "${ALL_CASES[@]}"; do
 done
 ((${#CASES[@]})) || die "no case matches --only '$ONLY'"
 
-pcap_of() { echo "$DIR/$1.pcap"; }
+# The pcap files of case $1: one, or one per worker with --workers.
+pcap_files_of() {
+    if ((WORKERS == 1)); then
+        echo "$DIR/$1.pcap"
+    else
+        local q
+        for ((q = 0; q < WORKERS; q++)); do echo "$DIR/$1-w$WORKERS-$SPLIT-q$q.pcap"; done
+    fi
+}
+# net_pcap's rx_pcap value for case $1: the files joined by ",rx_pcap=".
+pcap_of() {
+    local files joined
+    mapfile -t files < <(pcap_files_of "$1")
+    joined=$(printf ',rx_pcap=%s' "${files[@]}")
+    echo "${joined#,rx_pcap=}"
+}
 packets_of() { echo $(($2 * $3)); } # name flows k
-mbufs_of() { echo $(($1 + SPARE_MBUFS)); } # packets
+# Spare mbufs for every worker (its descriptors, cache and bursts).
+mbufs_of() { echo $(($1 + SPARE_MBUFS * WORKERS)); } # packets
 # MB of --no-huge memory (-m) for a pool of $1 mbufs. With 4 KiB pages
 # DPDK 22.11 cannot place a pool in -m of its own size: 540,671 mbufs (the
 # 64K case, 1.28 GB) fail with "Cannot allocate memory" at -m 3000 and
@@ -157,12 +250,23 @@ no_huge_mb() { echo $(($1 * MBUF_BYTES / 1048576 * 2 + 1024)); }
 # ---- pcaps (kept between runs while pcapgen is unchanged) ----
 for c in "${CASES[@]}"; do
     read -r name proto flows k <<<"$c"
-    pcap=$(pcap_of "$name")
-    if [[ -s $pcap && $pcap -nt $PCAPGEN ]]; then
-        log "$pcap: up to date"
+    fresh=1
+    while read -r f; do
+        [[ -s $f && $f -nt $PCAPGEN ]] || fresh=0
+        # The owner split follows OWNER_KEY, which lives in this script.
+        [[ -z $BENCH_OWNER_KEY || $f -nt $0 ]] || fresh=0
+    done < <(pcap_files_of "$name")
+    if ((fresh)); then
+        log "$(pcap_of "$name"): up to date"
         continue
     fi
-    "$PCAPGEN" --out "$pcap" --flows "$flows" --proto "$proto" --packets-per-flow "$k" >&2
+    if ((WORKERS == 1)); then
+        "$PCAPGEN" --out "$(pcap_of "$name")" --flows "$flows" --proto "$proto" --packets-per-flow "$k" >&2
+    else
+        "$PCAPGEN" --out "$DIR/$name-w$WORKERS-$SPLIT-q{q}.pcap" --queues "$WORKERS" \
+            ${BENCH_OWNER_KEY:+--owner-key "$BENCH_OWNER_KEY"} \
+            --flows "$flows" --proto "$proto" --packets-per-flow "$k" >&2
+    fi
 done
 
 # ---- memory: hugepages for the mbuf pools, else --no-huge ----
@@ -246,16 +350,22 @@ eal_mem() {
     fi
 }
 
-# sluice configuration from a template in perf/configs.
-write_config() { # mode proto pcap-vdev-args mbufs max_sessions out
-    local mode=$1 proto=$2 vdev=$3 mbufs=$4 max_sessions=$5 out=$6 mem=""
-    local a template=$mode client_address=none
+# The words of an array as the items of a TOML list, each followed by ", ".
+toml_items() { local a s=""; for a in "$@"; do s+="\"$a\", "; done; echo "$s"; }
+
+# sluice configuration from a template in perf/configs, with the lcores of
+# $7 (TOML items) and, when $8 is given, that dataplane.owner_key.
+write_config() { # mode proto pcap-vdev-args mbufs max_sessions out lcores [owner-key]
+    local mode=$1 proto=$2 vdev=$3 mbufs=$4 max_sessions=$5 out=$6 lcores=$7 key=${8:-} mem=""
+    local a template=$mode client_address=none keyed=()
     if [[ $mode == fullnat-proxy ]]; then template=fullnat; client_address=proxy-v2; fi
+    [[ -n $key ]] && keyed=(-e "s|^syn_recv_budget = .*|&\nowner_key = \"$key\"|")
     while read -r a; do mem+="\"$a\", "; done < <(eal_mem "$mbufs")
     sed -e "s|@EAL_MEM@|$mem|" -e "s|@PCAP@,infinite_rx=1|$vdev|" \
         -e "s|@MBUFS@|$mbufs|" -e "s|@MAX_SESSIONS@|$max_sessions|" \
-        -e "s|@PROTO@|$proto|" -e "s|@MAIN_LCORE@|$MAIN_CORE|" \
+        -e "s|@PROTO@|$proto|" -e "s|@LCORES@|$lcores|" \
         -e "s|^mode = \"fullnat\"$|&\nclient_address = \"$client_address\"|" \
+        "${keyed[@]}" \
         "$ROOT/perf/configs/$template.toml.in" >"$out"
     printf '\n[control]\nsocket = "%s"\n' "$RUN_LOG/sluice.sock" >>"$out"
     "$SLUICE" check --config "$out" >/dev/null || die "$out: sluice refused the configuration"
@@ -290,21 +400,27 @@ stop_process() {
     CHILD=""
 }
 
-# Time (ns) the DPDK worker thread of process $1 spent runnable but not
-# running (preempted by other tasks), from schedstat.
+# Time (ns) the DPDK worker threads of process $1 (lcores WORKER_LCORES)
+# spent runnable but not running (preempted by other tasks), summed, from
+# schedstat.
 worker_wait_ns() {
-    local pid=$1 t
+    local pid=$1 t sum=0
     for t in /proc/"$pid"/task/*; do
-        if [[ $(cat "$t/comm" 2>/dev/null) =~ ^(rte|lcore)-worker-$WORKER_CORE$ ]]; then
-            awk '{print $2}' "$t/schedstat"
-            return
-        fi
+        [[ $(cat "$t/comm" 2>/dev/null) =~ ^(rte|lcore)-worker-([0-9]+)$ ]] || continue
+        [[ " ${WORKER_LCORES[*]} " == *" ${BASH_REMATCH[2]} "* ]] || continue
+        sum=$((sum + $(awk '{print $2}' "$t/schedstat" 2>/dev/null || echo 0)))
     done
-    echo 0
+    echo "$sum"
+}
+
+# Share (%) of the time between two readings ($1 ns of waiting in $2 ns)
+# the workers were preempted, their mean.
+wait_pct() {
+    awk -v w="$1" -v t="$2" -v n="${#WORKER_LCORES[@]}" 'BEGIN {printf "%.1f", (t > 0 ? 100 * w / (t * n) : 0)}'
 }
 
 # Other processes' busy-polling DPDK lcores (any program's EAL worker
-# threads) on the worker's cpu, as "pid:name" words.
+# threads) on the workers' cpus, as "pid:name" words.
 other_pollers() {
     local t comm pid cpu
     for t in /proc/[0-9]*/task/[0-9]*; do
@@ -312,22 +428,30 @@ other_pollers() {
         [[ $comm =~ ^(rte|lcore)-worker- ]] || continue
         # Field 39 of stat, counted after the ")" that ends the name.
         cpu=$(sed 's/.*) //' "$t/stat" 2>/dev/null | awk '{print $37}')
-        [[ $cpu == "$WORKER_CORE" ]] || continue
+        [[ " ${WORKER_CPUS[*]} " == *" $cpu "* ]] || continue
         pid=${t#/proc/}; pid=${pid%%/*}
         [[ $pid == "${CHILD:-none}" ]] && continue
         echo -n "$pid:$(cat /proc/"$pid"/comm 2>/dev/null) "
     done
 }
 
-# Busy share (%) of the worker's cpu over half a second, from /proc/stat.
+# Busy and idle ticks of each worker cpu, one line each.
+cpu_ticks() {
+    local c
+    for c in "${WORKER_CPUS[@]}"; do
+        awk -v c="cpu$c" '$1 == c {print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6}' /proc/stat
+    done
+}
+
+# Busy share (%) over half a second of the busiest worker cpu, from /proc/stat.
 cpu_busy() {
     local a b
-    a=$(awk -v c="cpu$WORKER_CORE" '$1 == c {print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6}' /proc/stat)
+    a=$(cpu_ticks)
     sleep 0.5
-    b=$(awk -v c="cpu$WORKER_CORE" '$1 == c {print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6}' /proc/stat)
-    awk -v a="$a" -v b="$b" 'BEGIN {split(a, x, " "); split(b, y, " ");
-        busy = y[1] - x[1]; idle = y[2] - x[2];
-        printf "%.0f", (busy + idle > 0 ? 100 * busy / (busy + idle) : 0)}'
+    b=$(cpu_ticks)
+    paste -d' ' <(echo "$a") <(echo "$b") | awk '{busy = $3 - $1; idle = $4 - $2;
+        p = (busy + idle > 0 ? 100 * busy / (busy + idle) : 0); if (p > m) m = p}
+        END {printf "%.0f", m}'
 }
 
 # Before a timed run: waits (at most QUIET_WAIT s) until no other program
@@ -345,11 +469,11 @@ wait_quiet() {
             return 0
         fi
         if ((t == 0)); then
-            log "waiting for cpu $WORKER_CORE to be quiet (busy ${busy}%; other DPDK workers: ${others:-none})"
+            log "waiting for cpu $WORKER_CPU_LIST to be quiet (busy ${busy}%; other DPDK workers: ${others:-none})"
         fi
         ((t += 1))
         if ((t > limit)); then
-            log "warning: cpu $WORKER_CORE still busy after ${limit}s (busy ${busy}%, ${others:-no other DPDK}): measuring anyway"
+            log "warning: cpu $WORKER_CPU_LIST still busy after ${limit}s (busy ${busy}%, ${others:-no other DPDK}): measuring anyway"
             EXTRA=$((EXTRA + $(date +%s) - start))
             return 1
         fi
@@ -364,6 +488,14 @@ stats_of() {
 }
 
 # ---- translation check: every packet of a small pcap, once, to tx_pcap ----
+# On one worker whatever --workers says: what it checks (the rewrite of every
+# packet) does not depend on the number of workers, and one worker keeps
+# tx_pcap's output in order.
+if ((WORKERS == 1)); then
+    CHECK_LCORES=$(toml_items "${LCORE_ARGS[@]}")
+else
+    CHECK_LCORES=$(toml_items --lcores "0@$MAIN_CORE,1@${WORKER_CPUS[0]}" --main-lcore 0)
+fi
 declare -A CHECK_OK
 check_translation() { # mode proto
     local mode=$1 proto=$2 k=3
@@ -372,7 +504,7 @@ check_translation() { # mode proto
     local cfg=$RUN_LOG/check-$mode-$proto.toml so=$RUN_LOG/check-$mode-$proto.out
     "$PCAPGEN" --out "$in" --flows 64 --proto "$proto" --packets-per-flow $k >/dev/null
     rm -f "$out"
-    write_config "$mode" "$proto" "$in,tx_pcap=$out" 16383 4096 "$cfg"
+    write_config "$mode" "$proto" "$in,tx_pcap=$out" 16383 4096 "$cfg" "$CHECK_LCORES"
     "${IN_BENCH_NS[@]}" "$SLUICE" run --config "$cfg" >"$so" 2>"$so.err" </dev/null &
     CHILD=$!
     local pid=$CHILD ok=1 why=""
@@ -444,10 +576,12 @@ run_testpmd() {
     local name=$1 pcap=$2 mbufs=$3 out=$RUN_LOG/testpmd-$1.out
     local mem=()
     mapfile -t mem < <(eal_mem "$mbufs")
-    dpdk-testpmd -l 0-1 --main-lcore "$MAIN_CORE" --no-pci "${mem[@]}" --no-shconf \
+    local queues=()
+    ((WORKERS > 1)) && queues=(--nb-cores="$WORKERS" --rxq="$WORKERS" --txq="$WORKERS")
+    dpdk-testpmd "${LCORE_ARGS[@]}" --no-pci "${mem[@]}" --no-shconf \
         --vdev="net_pcap0,rx_pcap=$pcap,infinite_rx=1" -- \
         --forward-mode=5tswap --stats-period 1 --total-num-mbufs="$mbufs" \
-        --record-core-cycles >"$out" 2>&1 </dev/null &
+        "${queues[@]}" --record-core-cycles >"$out" 2>&1 </dev/null &
     CHILD=$!
     local pid=$CHILD
     # The first periodic line has no previous reading (0 pps): skip it too.
@@ -471,19 +605,27 @@ run_testpmd() {
     [[ -n $mhz ]] && TSC_MHZ=$mhz
     read -r T_PPS T_LO T_HI _ <<<"$rx"
     if [[ -n $mhz ]] && ((T_PPS > 0)); then
-        T_CPP=$(awk -v m="$mhz" -v p="$T_PPS" 'BEGIN {printf "%.1f", m * 1e6 / p}')
+        # Every forwarding core polls all the time: all their cycles count.
+        T_CPP=$(awk -v m="$mhz" -v p="$T_PPS" -v n="$WORKERS" 'BEGIN {printf "%.1f", n * m * 1e6 / p}')
     fi
-    T_WAIT=$(awk -v w=$((w1 - w0)) -v t=$((t1 - t0)) 'BEGIN {printf "%.1f", (t > 0 ? 100 * w / t : 0)}')
+    T_WAIT=$(wait_pct $((w1 - w0)) $((t1 - t0)))
 }
+
+# Sessions per worker (max_sessions) for $1 flows: each worker owns about
+# 1/WORKERS of them.
+sessions_per_worker() { echo $(((($1 + $1 / 8) / WORKERS) + 1024)); }
 
 # sluice on the same pcap; sets S_PPS S_LO S_HI (packets/s), S_CPP (worker
 # cycles per packet), S_SESSIONS, S_TXRX (tx/rx), S_RSS (RssAnon kB), S_WAIT,
-# S_VALID (true/false) and S_WHY (what made it invalid, or a note).
+# S_HANDOFF (handed-off packets per received packet), S_VALID (true/false)
+# and S_WHY (what made it invalid, or a note).
 run_sluice() { # case mode proto pcap mbufs flows [changes-per-second]
     local case=$1 mode=$2 proto=$3 pcap=$4 mbufs=$5 flows=$6 changes=${7:-0}
     local cfg=$RUN_LOG/sluice-$case.toml out=$RUN_LOG/sluice-$case.out
-    local max_sessions=$((flows + flows / 8 + 1024))
-    write_config "$mode" "$proto" "$pcap,infinite_rx=1" "$mbufs" "$max_sessions" "$cfg"
+    local max_sessions
+    max_sessions=$(sessions_per_worker "$flows")
+    write_config "$mode" "$proto" "$pcap,infinite_rx=1" "$mbufs" "$max_sessions" "$cfg" \
+        "$(toml_items "${LCORE_ARGS[@]}")" "$BENCH_OWNER_KEY"
     local expect_sessions=$flows
     if [[ $case == *-syn-* ]]; then
         # The flood case: the SYN proxy answers every SYN, and keeps nothing.
@@ -494,7 +636,7 @@ run_sluice() { # case mode proto pcap mbufs flows [changes-per-second]
     "${IN_BENCH_NS[@]}" "$SLUICE" run --config "$cfg" --stats 1 >"$out" 2>"$out.err" </dev/null &
     CHILD=$!
     local pid=$CHILD
-    S_PPS=0 S_LO=0 S_HI=0 S_CPP=0 S_SESSIONS=0 S_TXRX=0 S_RSS=0 S_WAIT=0
+    S_PPS=0 S_LO=0 S_HI=0 S_CPP=0 S_SESSIONS=0 S_TXRX=0 S_RSS=0 S_WAIT=0 S_HANDOFF=0
     S_VALID=false S_WHY="sluice did not run"
     if ! wait_lines "$pid" "$out" $((WARMUP + 1)) '^stats: ' "$START_TIMEOUT"; then
         stop_process "$pid"
@@ -527,15 +669,18 @@ run_sluice() { # case mode proto pcap mbufs flows [changes-per-second]
     local rc=$STOP_RC window
     window=$(grep -E '^stats: ' "$out" | awk -v a="$WARMUP" -v b=$((WARMUP + MEASURE)) 'NR > a && NR <= b')
     field() { sed -nE "s/.* $1=([0-9.]+).*/\1/p" <<<"$window"; }
-    local rx tx cpp sessions
+    local rx tx cpp sessions handoff
     rx=$(field rx_pps | stats_of)
     tx=$(field tx_pps | stats_of)
+    handoff=$(field handoffs_per_s | stats_of)
     cpp=$(field cycles_per_pkt | awk '{s += $1; n++} END {printf "%.1f", (n ? s / n : 0)}')
     sessions=$(field sessions | tail -1)
     read -r mean lo hi n <<<"$rx"
     read -r txmean _ <<<"$tx"
+    read -r hmean _ <<<"$handoff"
     local ratio
     ratio=$(awk -v t="$txmean" -v r="$mean" 'BEGIN {printf "%.4f", (r > 0 ? t / r : 0)}')
+    S_HANDOFF=$(awk -v h="$hmean" -v r="$mean" 'BEGIN {printf "%.4f", (r > 0 ? h / r : 0)}')
     local valid=true why=""
     if ((n < MEASURE)); then valid=false; why="only $n of $MEASURE samples"
     elif ((mean == 0)); then valid=false; why="no packets"
@@ -559,15 +704,44 @@ run_sluice() { # case mode proto pcap mbufs flows [changes-per-second]
         if awk -v i="$inp" -v r="$rxp" -v d="$drops" 'BEGIN {exit !(r == 0 || i < 0.99 * r || d > 0.01 * r)}'; then
             valid=false; why="${why:+$why; }counters: rx_packets=$rxp in_pkts=$inp drops=$drops"
         fi
+        # A packet handed to a worker that does not own it is dropped.
+        local misses
+        misses=$(awk '$1 == "steer_misses" {print $2}' "$out")
+        if ((${misses:-0} > 0)); then
+            valid=false; why="${why:+$why; }steer_misses=$misses"
+        fi
     elif [[ $rc != 0 ]]; then
         why="${why:+$why; }exit status $rc before printing counters"
     fi
     S_PPS=$mean S_LO=$lo S_HI=$hi S_CPP=$cpp S_SESSIONS=${sessions:-0} S_TXRX=$ratio
+    if [[ -n $BENCH_OWNER_KEY ]] && awk -v h="$S_HANDOFF" 'BEGIN {exit !(h > 0.001)}'; then
+        # Split by owner, nothing should need the ring.
+        why="${why:+$why; }handoffs/rx=$S_HANDOFF with the flows split by owner"
+    fi
     S_RSS=${rss:-0} S_VALID=$valid S_WHY=$why
-    S_WAIT=$(awk -v w=$((w1 - w0)) -v t=$((t1 - t0)) 'BEGIN {printf "%.1f", (t > 0 ? 100 * w / t : 0)}')
+    S_WAIT=$(wait_pct $((w1 - w0)) $((t1 - t0)))
 }
 
 mpps() { awk -v p="$1" 'BEGIN {printf "%.2f", p / 1e6}'; }
+
+# One row of the table from: case, testpmd Mpps, sluice Mpps, ratio,
+# cycles/pkt, sessions, wait%T, wait%S, handoff%, valid (and notes); the
+# handoff column only with --workers.
+row() {
+    if ((WORKERS > 1)); then
+        printf '%-22s %9s %9s %7s %8s %9s %6s %6s %8s %s\n' "${@:1:9}" "${*:10}"
+    else
+        printf '%-22s %9s %9s %7s %8s %9s %6s %6s %s\n' "${@:1:8}" "${*:10}"
+    fi
+}
+pct() { awk -v x="$1" 'BEGIN {printf "%.1f", 100 * x}'; }
+# JSON fields of the --workers mode, for the line of a case whose sluice
+# handed off $1 of its packets.
+workers_json() {
+    ((WORKERS > 1)) || return 0
+    printf ',"workers":%s,"split":"%s","handoffs_per_rx":%s,"oversubscribed":%s' "$WORKERS" "$SPLIT" "$1" \
+        "$( ((OVERSUBSCRIBED)) && echo true || echo false)"
+}
 
 ROWS=()
 JSONS=()
@@ -596,7 +770,7 @@ for c in "${CASES[@]}"; do
                 best=$worst
                 t_pps=$T_PPS t_lo=$T_LO t_hi=$T_HI t_cpp=$T_CPP t_cont=$T_WAIT
                 s_pps=$S_PPS s_lo=$S_LO s_hi=$S_HI s_cpp=$S_CPP s_sess=$S_SESSIONS s_txrx=$S_TXRX
-                s_rss=$S_RSS s_cont=$S_WAIT valid=$S_VALID why=$S_WHY
+                s_rss=$S_RSS s_cont=$S_WAIT s_hand=$S_HANDOFF valid=$S_VALID why=$S_WHY
             fi
             awk -v w="$worst" -v m="$MAX_WAIT_PCT" 'BEGIN {exit !(w <= m)}' && break
             ((attempt < RETRIES && EXTRA < WAIT_BUDGET)) || break
@@ -607,15 +781,15 @@ for c in "${CASES[@]}"; do
             "$s_sess sessions, tx/rx $s_txrx${why:+ -- $why}"
         [[ $valid == true ]] || log "warning: $case is INVALID: $why"
         if awk -v c="$best" -v m="$MAX_WAIT_PCT" 'BEGIN {exit !(c > m)}'; then
-            log "warning: $case: the worker was preempted ${best}% of the time (other load on cpu $WORKER_CORE): figures are low and noisy"
+            log "warning: $case: the worker was preempted ${best}% of the time (other load on cpu $WORKER_CPU_LIST): figures are low and noisy"
             why="${why:+$why; }worker preempted ${best}% of the time"
         fi
         ratio=$(awk -v s="$s_pps" -v t="$t_pps" 'BEGIN {printf "%.3f", (t > 0 ? s / t : 0)}')
         SLUICE_PPS[$case]=$s_pps
         RSS_KB[$case]=$s_rss
-        MAXS[$case]=$((flows + flows / 8 + 1024))
-        ROWS+=("$(printf '%-22s %9s %9s %7s %8s %9s %6s %6s %s' "$case" "$(mpps "$t_pps")" \
-            "$(mpps "$s_pps")" "$ratio" "$s_cpp" "$s_sess" "$t_cont" "$s_cont" "$valid")")
+        MAXS[$case]=$((WORKERS * $(sessions_per_worker "$flows")))
+        ROWS+=("$(row "$case" "$(mpps "$t_pps")" "$(mpps "$s_pps")" "$ratio" "$s_cpp" "$s_sess" \
+            "$t_cont" "$s_cont" "$(pct "$s_hand")" "$valid")")
         if ((CHANGES > 0)); then
             # The same case again while the configuration changes, beside
             # the same testpmd figure.
@@ -624,28 +798,44 @@ for c in "${CASES[@]}"; do
             run_sluice "$case-chg" "$mode" "$proto" "$pcap" "$mbufs" "$flows" "$CHANGES"
             c_ratio=$(awk -v s="$S_PPS" -v t="$t_pps" 'BEGIN {printf "%.3f", (t > 0 ? s / t : 0)}')
             log "$case+chg: sluice $(mpps "$S_PPS") Mpps, $S_CPP cycles/pkt, $S_CHANGES${S_WHY:+ -- $S_WHY}"
-            ROWS+=("$(printf '%-22s %9s %9s %7s %8s %9s %6s %6s %s' "$case+chg" "$(mpps "$t_pps")" \
-                "$(mpps "$S_PPS")" "$c_ratio" "$S_CPP" "$S_SESSIONS" "$t_cont" "$S_WAIT" "$S_VALID $S_CHANGES")")
-            JSONS+=("$(printf '{"case":"%s+chg","changes_per_s":%s,"testpmd_mpps":%s,"sluice_mpps":%s,"ratio":%s,"cycles_per_pkt":%s,"sessions":%s,"valid":%s,"applied":"%s"%s}' \
+            ROWS+=("$(row "$case+chg" "$(mpps "$t_pps")" "$(mpps "$S_PPS")" "$c_ratio" "$S_CPP" \
+                "$S_SESSIONS" "$t_cont" "$S_WAIT" "$(pct "$S_HANDOFF")" "$S_VALID $S_CHANGES")")
+            JSONS+=("$(printf '{"case":"%s+chg","changes_per_s":%s,"testpmd_mpps":%s,"sluice_mpps":%s,"ratio":%s,"cycles_per_pkt":%s,"sessions":%s,"valid":%s,"applied":"%s"%s%s}' \
                 "$case" "$CHANGES" "$(mpps "$t_pps")" "$(mpps "$S_PPS")" "$c_ratio" "$S_CPP" "$S_SESSIONS" "$S_VALID" \
-                "$S_CHANGES" "${S_WHY:+,\"note\":\"$S_WHY\"}")")
+                "$S_CHANGES" "$(workers_json "$S_HANDOFF")" "${S_WHY:+,\"note\":\"$S_WHY\"}")")
         fi
-        JSONS+=("$(printf '{"case":"%s","testpmd_mpps":%s,"sluice_mpps":%s,"ratio":%s,"cycles_per_pkt":%s,"sessions":%s,"valid":%s,"testpmd_cycles_per_pkt":%s,"flows":%s,"packets_per_flow":%s,"testpmd_mpps_min":%s,"testpmd_mpps_max":%s,"sluice_mpps_min":%s,"sluice_mpps_max":%s,"tx_rx":%s,"rss_anon_mb":%s,"memory":"%s","warmup_s":%s,"measure_s":%s,"worker_preempted_pct":%s%s}' \
+        JSONS+=("$(printf '{"case":"%s","testpmd_mpps":%s,"sluice_mpps":%s,"ratio":%s,"cycles_per_pkt":%s,"sessions":%s,"valid":%s,"testpmd_cycles_per_pkt":%s,"flows":%s,"packets_per_flow":%s,"testpmd_mpps_min":%s,"testpmd_mpps_max":%s,"sluice_mpps_min":%s,"sluice_mpps_max":%s,"tx_rx":%s,"rss_anon_mb":%s,"memory":"%s","warmup_s":%s,"measure_s":%s,"worker_preempted_pct":%s%s%s}' \
             "$case" "$(mpps "$t_pps")" "$(mpps "$s_pps")" "$ratio" "$s_cpp" "$s_sess" "$valid" \
             "$t_cpp" "$flows" "$k" "$(mpps "$t_lo")" "$(mpps "$t_hi")" "$(mpps "$s_lo")" "$(mpps "$s_hi")" "$s_txrx" \
             "$((s_rss / 1024))" "$MEM_MODE" "$WARMUP" "$MEASURE" "$best" \
-            "${why:+,\"note\":\"$why\"}")")
+            "$(workers_json "$s_hand")" "${why:+,\"note\":\"$why\"}")")
     done
 done
 
 echo
-echo "sluice beside dpdk-testpmd (5tswap), one worker on lcore $WORKER_CORE, 64-byte frames from net_pcap"
+if ((WORKERS == 1)); then
+    echo "sluice beside dpdk-testpmd (5tswap), one worker on lcore $WORKER_CORE, 64-byte frames from net_pcap"
+else
+    echo "sluice beside dpdk-testpmd (5tswap), $WORKERS workers / forwarding cores (lcores ${LCORE_ARGS[1]}," \
+        "main lcore 0), one net_pcap rx queue each, flows split $SPLIT" \
+        "($([[ $SPLIT == owner ]] && echo "by sluice's owner key: no handoff expected" || echo "round robin, blind to owners")), 64-byte frames"
+    if ((OVERSUBSCRIBED)); then
+        echo "OVERSUBSCRIBED: $WORKERS workers and the main lcore on ${#CPUS[@]} cpus (--allow-oversubscribe):" \
+            "a functional test of the N-worker path; the rates mean nothing"
+    fi
+fi
 echo "($(nproc) cpus, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), TSC ${TSC_MHZ:-?} MHz," \
     "memory: $MEM_MODE, warm-up ${WARMUP}s, mean of ${MEASURE} 1-s samples, $(date -u +%FT%TZ))"
-printf '%-22s %9s %9s %7s %8s %9s %6s %6s %s\n' case "testpmd" "sluice" ratio "cyc/pkt" sessions "wait%T" "wait%S" valid
-printf '%-22s %9s %9s %7s %8s %9s %6s %6s %s\n' "" "Mpps" "Mpps" "" "(sluice)" "" "" "" ""
+row case "testpmd" "sluice" ratio "cyc/pkt" sessions "wait%T" "wait%S" "handoff%" valid
+row "" "Mpps" "Mpps" "" "(sluice)" "" "" "" "" ""
 printf '%s\n' "${ROWS[@]}"
-echo "(wait%: share of the measurement the worker thread was runnable but preempted, testpmd/sluice)"
+if ((WORKERS == 1)); then
+    echo "(wait%: share of the measurement the worker thread was runnable but preempted, testpmd/sluice)"
+else
+    echo "(wait%: share of the measurement the worker threads were runnable but preempted, their mean, testpmd/sluice;" \
+        "handoff%: packets sluice handed from the receiving worker to the owner, per packet received;" \
+        "cyc/pkt: summed over the workers)"
+fi
 for mode in "${MODES[@]}"; do
     small=${SLUICE_PPS[$mode-tcp-1k]:-}
     big=${SLUICE_PPS[$mode-tcp-1m]:-}

@@ -80,7 +80,7 @@ config() { # setup out
     esac
     sed -e "s|\"--no-shconf\", @EAL_MEM@|$mem|" -e "s|@PCAP@,infinite_rx=1|$PCAP,infinite_rx=1|" \
         -e "s|@MBUFS@|$MBUFS|" -e "s|@MAX_SESSIONS@|$((FLOWS * 2 + 1024))|" \
-        -e "s|@PROTO@|tcp|" -e "s|@MAIN_LCORE@|0|" \
+        -e "s|@PROTO@|tcp|" -e 's|@LCORES@|"-l", "0-1", "--main-lcore", "0", |' \
         "$ROOT/perf/configs/nat.toml.in" >"$2"
     "$SLUICE" check --config "$2" >/dev/null || die "$2: sluice refused the configuration"
 }

@@ -10,6 +10,7 @@ use crate::control::health::spec::{self as check, CheckKind, CheckSpec, CheckTyp
 use crate::control::state::{
     Change, Persistence, RealSpec, RouteSpec, ServiceKey, ServiceOptions, State,
 };
+use crate::dataplane::steering::OwnerHash;
 use crate::lb::laddr;
 use crate::lb::scheduler::{SchedFlags, SchedulerKind};
 use crate::lb::service::{ClientAddressMode, ForwardMode, SynProxyMode};
@@ -79,6 +80,10 @@ pub struct DataplaneConfig {
     /// Most embryonic (SYN_RECV) sessions per worker; a new connection
     /// beyond it evicts the oldest. 0: a quarter of `max_sessions`.
     pub syn_recv_budget: usize,
+    /// The key of the client -> worker hash (docs/steering.md); `None`, the
+    /// default, draws a secret one at start. Fixed, anyone who knows it can
+    /// aim traffic at one worker: for benchmarks and tests only.
+    pub owner_key: Option<OwnerHash>,
 }
 
 /// The SYN proxy's settings (`[synproxy]`).
@@ -122,6 +127,7 @@ impl Default for DataplaneConfig {
             local_port_range: 1024..=65535,
             tx_checksum_offload: true,
             syn_recv_budget: 0,
+            owner_key: None,
             garp_interval: 60,
             arp_rate_limit: 1000,
         }
@@ -281,6 +287,7 @@ struct RawDataplane {
     garp_interval: Option<u32>,
     arp_rate_limit: Option<u32>,
     syn_recv_budget: Option<usize>,
+    owner_key: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -580,6 +587,12 @@ impl Validator<'_> {
             },
             tx_checksum_offload: raw.tx_checksum_offload.unwrap_or(d.tx_checksum_offload),
             syn_recv_budget: raw.syn_recv_budget.unwrap_or(d.syn_recv_budget),
+            owner_key: match &raw.owner_key {
+                Some(text) => Some(OwnerHash::from_hex(text).ok_or_else(|| {
+                    self.err("dataplane.owner_key", "must be 32 hexadecimal digits")
+                })?),
+                None => d.owner_key,
+            },
             garp_interval: raw.garp_interval.unwrap_or(d.garp_interval),
             arp_rate_limit: raw.arp_rate_limit.unwrap_or(d.arp_rate_limit),
         };
@@ -1038,6 +1051,22 @@ addrs = ["192.168.10.1/24"]
         with(extra)
             .expect_err("config should be refused")
             .to_string()
+    }
+
+    #[test]
+    fn owner_key_is_secret_unless_fixed() {
+        assert_eq!(with("").unwrap().dataplane.owner_key, None);
+        let c = with("[dataplane]\nowner_key = \"123456789abcdef000000000000000ff\"\n").unwrap();
+        assert_eq!(
+            c.dataplane.owner_key,
+            Some(OwnerHash::with_key(0x1234_5678_9abc_def0, 0xff))
+        );
+        assert!(
+            !format!("{c:?}").contains("1311768467463790320"),
+            "the key stays out of Debug"
+        );
+        let e = err("[dataplane]\nowner_key = \"0123\"\n");
+        assert!(e.contains("dataplane.owner_key"), "{e}");
     }
 
     #[test]

@@ -259,9 +259,15 @@ impl Dataplane {
         let mut publisher = SnapshotPublisher::new(snapshot, usize::from(workers));
         // One key per process, a copy for every worker: they must agree on
         // who owns a client (docs/steering.md).
+        if config.dataplane.owner_key.is_some() {
+            warn!(
+                "dataplane.owner_key is set: which worker owns a client is predictable \
+                 to anyone who knows the key (meant for benchmarks and tests)"
+            );
+        }
         let shared = Shared {
             templates: Arc::new(Templates::new(config.dataplane.max_persistence_templates)),
-            owner: OwnerHash::random(),
+            owner: config.dataplane.owner_key.unwrap_or_else(OwnerHash::random),
             pending_budget: plan.pending_per_worker,
             kernel_budget: KernelBudget::new(config.kernel.rate, config.kernel.burst),
         };

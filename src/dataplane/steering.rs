@@ -67,6 +67,18 @@ impl OwnerHash {
         OwnerHash { k0, k1 }
     }
 
+    /// A fixed key written as 32 hexadecimal digits (`k0` then `k1`, most
+    /// significant digit first), as `dataplane.owner_key` and
+    /// `pcapgen --owner-key` take it. `None` unless it is exactly that.
+    pub fn from_hex(text: &str) -> Option<OwnerHash> {
+        if text.len() != 32 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let k0 = u64::from_str_radix(&text[..16], 16).ok()?;
+        let k1 = u64::from_str_radix(&text[16..], 16).ok()?;
+        Some(OwnerHash { k0, k1 })
+    }
+
     /// The worker (of `workers`) owning the sessions of client
     /// `addr`:`port`. `workers` of 0 is taken as 1.
     #[inline]
@@ -222,6 +234,27 @@ mod tests {
         assert!((29_000..31_000).contains(&differ), "{differ}");
         assert_eq!(a.owner(client, 1, 1), 0);
         assert_eq!(a.owner(client, 1, 0), 0, "0 workers taken as 1");
+    }
+
+    #[test]
+    fn hex_keys() {
+        assert_eq!(
+            OwnerHash::from_hex("0123456789abcdefFEDCBA9876543210"),
+            Some(OwnerHash::with_key(
+                0x0123_4567_89ab_cdef,
+                0xfedc_ba98_7654_3210
+            ))
+        );
+        for bad in [
+            "",
+            "0123",
+            "0123456789abcdef0123456789abcdef0",
+            "+123456789abcdef0123456789abcdef",
+            "0123456789abcdeg0123456789abcdef",
+            "0x23456789abcdef0123456789abcdef",
+        ] {
+            assert_eq!(OwnerHash::from_hex(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -13,8 +13,17 @@
 //! table miss the cache, as it would in production). Headers are built and
 //! checksummed with sluice's own `wire` module; the files are the same from
 //! run to run for the same arguments.
+//!
+//! `--queues N` splits the flows over N files, one per `rx_pcap=` of
+//! net_pcap (which makes one rx queue of each), every flow wholly in one
+//! file and each file in the order above. With `--owner-key`, a flow goes
+//! to the file of the worker that owns its client under that key (sluice's
+//! `dataplane.owner_key`), so no packet needs a handoff; without it, flow
+//! `i` goes to file `i % N`, spread as RSS would spread them, blind to
+//! owners.
 
 use clap::{Parser, ValueEnum};
+use sluice::dataplane::steering::OwnerHash;
 use sluice::net::cidr::Ipv4Cidr;
 use sluice::wire::ethernet::ethertype;
 use sluice::wire::ipv4::protocol;
@@ -81,6 +90,32 @@ struct Args {
     /// Seed of the flow order shuffle.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Files to split the flows over (one per rx queue); above 1, `--out`
+    /// must contain `{q}`, which becomes the file's index (0..N-1).
+    #[arg(long, default_value_t = 1)]
+    queues: u16,
+    /// With --queues: sluice's `dataplane.owner_key` (32 hex digits); each
+    /// flow goes to the file of its owner among N workers.
+    #[arg(long, value_parser = parse_owner_key)]
+    owner_key: Option<OwnerHash>,
+}
+
+fn parse_owner_key(text: &str) -> Result<OwnerHash, String> {
+    OwnerHash::from_hex(text).ok_or_else(|| "must be 32 hexadecimal digits".to_string())
+}
+
+/// Which file of `queues` flow `flow` (client `client`) goes to.
+fn queue_of(flow: u32, client: SocketAddrV4, queues: u16, key: Option<&OwnerHash>) -> usize {
+    match key {
+        Some(k) => usize::from(k.owner(*client.ip(), client.port(), queues)),
+        None => (flow % u32::from(queues.max(1))) as usize,
+    }
+}
+
+/// The path of file `queue`.
+fn out_path(args: &Args, queue: usize) -> PathBuf {
+    let text = args.out.to_string_lossy();
+    PathBuf::from(text.replace("{q}", &queue.to_string()))
 }
 
 /// What differs between the packets of a run.
@@ -206,8 +241,9 @@ fn write_record(w: &mut impl Write, index: u64, frame: &[u8]) -> io::Result<()> 
     w.write_all(frame)
 }
 
-/// Writes the whole file; returns the number of packets.
-fn generate(args: &Args, w: &mut impl Write) -> io::Result<u64> {
+/// Writes every file (one per writer, `--queues` of them); returns the
+/// number of packets in each.
+fn generate<W: Write>(args: &Args, files: &mut [W]) -> io::Result<Vec<u64>> {
     let net = args.client_net.network();
     let plan = Plan {
         proto: args.proto,
@@ -216,16 +252,27 @@ fn generate(args: &Args, w: &mut impl Write) -> io::Result<u64> {
         dst_mac: args.dst_mac,
         src_mac: args.src_mac,
     };
-    write_global_header(w)?;
+    let queues = files.len() as u16;
+    for w in files.iter_mut() {
+        write_global_header(w)?;
+    }
+    let file_of: Vec<u8> = if queues > 1 {
+        (0..args.flows)
+            .map(|f| queue_of(f, plan.client(f), queues, args.owner_key.as_ref()) as u8)
+            .collect()
+    } else {
+        Vec::new()
+    };
     let mut order: Vec<u32> = (0..args.flows).collect();
     let mut frame = [0u8; FRAME_LEN];
-    let mut index = 0u64;
+    let mut index = vec![0u64; files.len()];
     for round in 0..args.packets_per_flow {
         shuffle(&mut order, mix(args.seed ^ u64::from(round) << 32));
         for &flow in &order {
+            let q = file_of.get(flow as usize).map_or(0, |&q| usize::from(q));
             plan.build(flow, round, &mut frame);
-            write_record(w, index, &frame)?;
-            index += 1;
+            write_record(&mut files[q], index[q], &frame)?;
+            index[q] += 1;
         }
     }
     Ok(index)
@@ -257,6 +304,15 @@ fn validate(args: &Args) -> Result<(), String> {
     if net.contains(*args.vip.ip()) {
         return Err(format!("--vip {} is inside --client-net {net}", args.vip));
     }
+    if args.queues == 0 || args.queues > 128 {
+        return Err("--queues must be between 1 and 128".into());
+    }
+    if args.queues > 1 && !args.out.to_string_lossy().contains("{q}") {
+        return Err("--queues above 1 needs {q} in --out (the file's index)".into());
+    }
+    if args.queues == 1 && args.owner_key.is_some() {
+        return Err("--owner-key only applies with --queues above 1".into());
+    }
     Ok(())
 }
 
@@ -266,27 +322,54 @@ fn main() -> ExitCode {
         eprintln!("pcapgen: error: {e}");
         return ExitCode::from(2);
     }
-    let file = match File::create(&args.out) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("pcapgen: error: {}: {e}", args.out.display());
-            return ExitCode::FAILURE;
+    let mut files = Vec::new();
+    for q in 0..usize::from(args.queues) {
+        let path = out_path(&args, q);
+        match File::create(&path) {
+            Ok(f) => files.push(BufWriter::with_capacity(1 << 20, f)),
+            Err(e) => {
+                eprintln!("pcapgen: error: {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
         }
-    };
-    let mut w = BufWriter::with_capacity(1 << 20, file);
-    match generate(&args, &mut w).and_then(|n| w.flush().map(|()| n)) {
-        Ok(packets) => {
-            let bytes = 24 + packets * (16 + FRAME_LEN as u64);
-            println!(
-                "pcapgen: {}: {} {} flows x {} = {packets} packets, {bytes} bytes",
+    }
+    let written = generate(&args, &mut files).and_then(|counts| {
+        for w in &mut files {
+            w.flush()?;
+        }
+        Ok(counts)
+    });
+    match written {
+        Ok(counts) => {
+            let proto = match args.proto {
+                Proto::Tcp => "tcp",
+                Proto::Udp => "udp",
+            };
+            let total: u64 = counts.iter().sum();
+            let bytes = |packets: u64| 24 + packets * (16 + FRAME_LEN as u64);
+            print!(
+                "pcapgen: {}: {} {proto} flows x {} = {total} packets",
                 args.out.display(),
                 args.flows,
-                match args.proto {
-                    Proto::Tcp => "tcp",
-                    Proto::Udp => "udp",
-                },
                 args.packets_per_flow,
             );
+            if args.queues == 1 {
+                println!(", {} bytes", bytes(total));
+            } else {
+                let split = if args.owner_key.is_some() {
+                    "by owner"
+                } else {
+                    "round robin"
+                };
+                println!(" in {} files ({split})", args.queues);
+                for (q, &packets) in counts.iter().enumerate() {
+                    println!(
+                        "pcapgen:   {}: {packets} packets, {} bytes",
+                        out_path(&args, q).display(),
+                        bytes(packets)
+                    );
+                }
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -337,9 +420,9 @@ mod tests {
     #[test]
     fn tcp_syn_first_then_data_all_checksums_valid() {
         let a = args(Proto::Tcp, 1000, 3);
-        let mut buf = Vec::new();
-        assert_eq!(generate(&a, &mut buf).unwrap(), 3000);
-        let frames = frames(&buf);
+        let mut bufs = [Vec::new()];
+        assert_eq!(generate(&a, &mut bufs).unwrap(), [3000]);
+        let frames = frames(&bufs[0]);
         let mut syn_seen = HashSet::new();
         let mut consecutive_same = 0;
         let mut last = None;
@@ -374,12 +457,12 @@ mod tests {
     #[test]
     fn udp_datagrams_valid_and_deterministic() {
         let a = args(Proto::Udp, 200, 2);
-        let (mut one, mut two) = (Vec::new(), Vec::new());
+        let (mut one, mut two) = ([Vec::new()], [Vec::new()]);
         generate(&a, &mut one).unwrap();
         generate(&a, &mut two).unwrap();
         assert_eq!(one, two);
         let mut clients = HashSet::new();
-        for f in frames(&one) {
+        for f in frames(&one[0]) {
             let eth = EthernetFrame::new_checked(f).unwrap();
             let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
             assert!(ip.verify_checksum());
@@ -410,5 +493,93 @@ mod tests {
         assert!(validate(&small).is_ok());
         small.flows = 129;
         assert!(validate(&small).is_err());
+    }
+
+    /// The client (address, port) of every frame of a file.
+    fn clients_of(file: &[u8]) -> Vec<SocketAddrV4> {
+        frames(file)
+            .iter()
+            .map(|f| {
+                let eth = EthernetFrame::new_checked(*f).unwrap();
+                let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
+                let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
+                SocketAddrV4::new(ip.src_addr(), tcp.src_port())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn queues_split_flows_by_owner() {
+        let key = "0123456789abcdef0123456789abcdef";
+        let owner = OwnerHash::from_hex(key).unwrap();
+        let mut a = args(Proto::Tcp, 4000, 3);
+        a.out = "/tmp/x-{q}.pcap".into();
+        a.queues = 3;
+        a.owner_key = Some(owner);
+        assert!(validate(&a).is_ok());
+        let mut bufs = [Vec::new(), Vec::new(), Vec::new()];
+        let counts = generate(&a, &mut bufs).unwrap();
+        assert_eq!(counts.iter().sum::<u64>(), 12_000);
+        let mut all: HashSet<SocketAddrV4> = HashSet::new();
+        for (q, buf) in bufs.iter().enumerate() {
+            let clients = clients_of(buf);
+            assert_eq!(clients.len() as u64, counts[q]);
+            // About a third each, every flow with its 3 packets, all owned
+            // by this file's worker.
+            assert!((3_400..4_600).contains(&clients.len()), "{counts:?}");
+            for c in &clients {
+                assert_eq!(usize::from(owner.owner(*c.ip(), c.port(), 3)), q);
+            }
+            let distinct: HashSet<SocketAddrV4> = clients.iter().copied().collect();
+            assert_eq!(distinct.len() * 3, clients.len());
+            all.extend(distinct);
+        }
+        assert_eq!(all.len(), 4000, "every flow in exactly one file");
+        assert_eq!(out_path(&a, 2), PathBuf::from("/tmp/x-2.pcap"));
+    }
+
+    #[test]
+    fn queues_without_a_key_spread_flows_evenly() {
+        let mut a = args(Proto::Tcp, 1000, 2);
+        a.out = "/tmp/x-{q}.pcap".into();
+        a.queues = 4;
+        let mut bufs = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
+        assert_eq!(generate(&a, &mut bufs).unwrap(), [500; 4]);
+        // Each file holds the single file's frames of its flows, in order.
+        let single = args(Proto::Tcp, 1000, 2);
+        let mut one = [Vec::new()];
+        generate(&single, &mut one).unwrap();
+        let plan = Plan {
+            proto: single.proto,
+            vip: single.vip,
+            first_client: u32::from(single.client_net.network().address()) + 1,
+            dst_mac: single.dst_mac,
+            src_mac: single.src_mac,
+        };
+        let flow_of: std::collections::HashMap<_, _> =
+            (0..single.flows).map(|f| (plan.client(f), f)).collect();
+        let whole = clients_of(&one[0]);
+        for (q, buf) in bufs.iter().enumerate() {
+            let want: Vec<_> = whole
+                .iter()
+                .copied()
+                .filter(|c| flow_of[c] % 4 == q as u32)
+                .collect();
+            assert_eq!(clients_of(buf), want);
+        }
+    }
+
+    #[test]
+    fn queue_arguments_are_checked() {
+        let mut a = args(Proto::Udp, 100, 1);
+        a.queues = 2;
+        assert!(validate(&a).unwrap_err().contains("{q}"));
+        a.out = "/tmp/x{q}".into();
+        assert!(validate(&a).is_ok());
+        a.queues = 1;
+        a.owner_key = OwnerHash::from_hex("0123456789abcdef0123456789abcdef");
+        assert!(validate(&a).is_err());
+        a.queues = 0;
+        assert!(validate(&a).is_err());
     }
 }
