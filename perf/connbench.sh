@@ -239,10 +239,14 @@ connbench_eal() {
 sluice_config() {
     local mode=$1 laddrs="" i
     if [[ $mode == fullnat ]]; then
-        # 16 local addresses x 64512 ports per real-server bucket: far more pairs than one
-        # run's connections hold in TIME_WAIT (120 s).
-        local list=()
-        for i in $(seq 100 115); do list+=("\"192.168.10.$i\""); done
+        # Every connection holds its (local address, port) for 120 s (TIME_WAIT), and the 8
+        # reals share 8 port buckets by hash (three or more in one are likely), so a bucket
+        # needs room for several reals' share of the run: 16 local addresses x 64512 ports
+        # on af_packet (~1.5 M connections a run); on memif, where a run opens ten million,
+        # 64 (sluice's most per service; 16 ran out after 2.7 M).
+        local n=16 list=()
+        [[ $TRANSPORT == af_packet ]] || n=64
+        for i in $(seq 100 $((100 + n - 1))); do list+=("\"192.168.10.$i\""); done
         laddrs="laddrs = [$(IFS=,; echo "${list[*]}")]"
     fi
     # Twins: on af_packet as sluice runs there by default (they live in its namespace); on
