@@ -3,7 +3,7 @@
 # figure the targets are judged on, with its ratio.
 #
 #   1. perf/bench.sh      packet rate beside dpdk-testpmd 5tswap (same core, same pcap)
-#   2. perf/connbench.sh  new connections: worker cycles per connection
+#   2. perf/connbench.sh  new connections: worker cycles per connection (over memif)
 #   3. pipebench          the pipeline alone (no DPDK): cycles per packet, 1K and 1M sessions
 #   4. perf/e2e.sh        end to end in namespaces against the kernel's NAT (skip: --no-e2e)
 #
@@ -80,7 +80,7 @@ for mode in ("nat", "fullnat"):
         r = b1m["sluice_mpps"] / b1k["sluice_mpps"]
         row(f"{mode}: 1M rate >= 80% of the 1K rate", f"{r*100:.1f}%", r >= 0.8)
 for c in conn:
-    row(f"{c['mode']}: <= 2,600 worker cycles per connection", f"{c['cycles_per_conn']} ({c.get('user_cycles_per_conn', '?')} in user space)", c["cycles_per_conn"] <= 2600)
+    row(f"{c['mode']} ({c.get('transport', 'af_packet')}): <= 2,600 worker cycles per connection", f"{c['cycles_per_conn']} ({c.get('user_cycles_per_conn', '?')} in user space)", c["cycles_per_conn"] <= 2600)
 for case, j in sorted(pipe.items()):
     print(f"  {case:48} {j['cycles_per_pkt']} cycles/packet, {j['session_bytes']} bytes/session")
 sizes = [j["session_bytes"] for j in pipe.values() if j["sessions"] >= 1000000]
