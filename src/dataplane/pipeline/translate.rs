@@ -299,11 +299,16 @@ impl<P: PacketBuf> Pipeline<P> {
             // The real has not answered the proxied SYN yet.
             return Verdict::Hold(id);
         }
-        let was_active = s.state.is_active();
-        let was_embryonic = is_embryonic(s.state);
-        s.state = next_state(s.state, dir, l4.flags);
-        let active = s.state.is_active();
-        let embryonic = is_embryonic(s.state);
+        let old_state = s.state;
+        let state = next_state(old_state, dir, l4.flags);
+        let expires = now + timeout_ms(timeouts, state);
+        s.state = state;
+        // Most packets push the expiry later, a plain write; an earlier
+        // one (a shorter timeout) re-files the session in the wheel below.
+        let earlier = expires < s.expires;
+        if !earlier {
+            s.expires = expires;
+        }
         let flags = s.flags;
         let splice = (flags & sflags::SPLICED != 0).then_some(s.splice);
         let bytes = (ip.l4_end - ETH_LEN) as u64;
@@ -319,16 +324,12 @@ impl<P: PacketBuf> Pipeline<P> {
                 (s.inbound, Counter::OutPkts)
             }
         };
-        let expires = now + timeout_ms(timeouts, s.state);
-        self.stats.changed(slot, was_active, active);
-        if was_embryonic != embryonic {
-            if embryonic {
-                self.embryonic += 1;
-            } else {
-                self.embryonic = self.embryonic.saturating_sub(1);
-            }
+        if state != old_state {
+            self.state_changed(slot, old_state, state);
         }
-        self.sessions.set_expires(id, expires);
+        if earlier {
+            self.sessions.set_expires(id, expires);
+        }
         self.counters.inc(counter);
         // A partial checksum is completed before anything else touches the
         // segment: every later update is incremental.
@@ -363,6 +364,18 @@ impl<P: PacketBuf> Pipeline<P> {
         }
     }
 
+    /// A session's state moved on: its real's active/inactive counts, and
+    /// the embryonic count (the SYN-flood watch).
+    #[inline]
+    fn state_changed(&mut self, slot: u32, old: ConnState, new: ConnState) {
+        self.stats.changed(slot, old.is_active(), new.is_active());
+        match (is_embryonic(old), is_embryonic(new)) {
+            (false, true) => self.embryonic += 1,
+            (true, false) => self.embryonic = self.embryonic.saturating_sub(1),
+            _ => {}
+        }
+    }
+
     pub(super) fn rewrite_and_route(
         &mut self,
         frame: &mut [u8],
@@ -380,10 +393,12 @@ impl<P: PacketBuf> Pipeline<P> {
         let l3_len = ip.l4_start - ETH_LEN;
         // The NIC sums the whole IP payload: a UDP datagram shorter than
         // it (trailing bytes, which receivers trim) keeps the software path.
-        let nic_sums_it = proto == Proto::Tcp
-            || usize::from(UdpPacket::new_unchecked(&packet[l3_len..]).len())
-                == packet.len() - l3_len;
-        if self.snap.ports[route.port as usize].tx_checksum_offload && nic_sums_it {
+        let nic_sums_it = || {
+            proto == Proto::Tcp
+                || usize::from(UdpPacket::new_unchecked(&packet[l3_len..]).len())
+                    == packet.len() - l3_len
+        };
+        if self.snap.ports[route.port as usize].tx_checksum_offload && nic_sums_it() {
             // The NIC computes the checksum from scratch.
             if !nat::forward_for_offload(packet, l3_len, proto, src, dst) {
                 return Verdict::Drop(Counter::DropTtlExceeded);
