@@ -19,6 +19,7 @@
 //! - every frame leaves from the port's own MAC.
 
 use crate::net::{self, opt, Reader, ETH_LEN, ICMP, TCP, UDP};
+use arrayvec::ArrayVec;
 use sluice::control::config::Config;
 use sluice::control::slots::RealSlots;
 use sluice::control::state::{Change, State};
@@ -1136,7 +1137,11 @@ impl World {
         if op.flags & flag::HANDOFF != 0 {
             p.process_handoff(port, pkt, now, io);
         } else {
-            p.process(port, pkt, now, io);
+            // The workers' path: a received burst, in stages (here of one,
+            // so each frame's fate is checked on its own).
+            let mut burst: ArrayVec<Buf, 1> = ArrayVec::new();
+            burst.push(pkt);
+            p.process_burst(port, &mut burst, now, io);
         }
         self.settle();
         let after = self.fates();
