@@ -99,15 +99,14 @@ pub fn combine(sums: &[u16]) -> u16 {
 /// including 0x0000 where the new data sums to 0xffff.
 #[inline]
 pub fn update_u16(checksum: u16, old: u16, new: u16) -> u16 {
-    !fold(u32::from(!checksum) + u32::from(!old) + u32::from(new))
+    Delta::default().word(old, new).apply(checksum)
 }
 
 /// [`update_u16`] for a 32-bit field aligned on a 16-bit word (an IPv4
 /// address, a TCP sequence number), i.e. for both of its words at once.
 #[inline]
 pub fn update_u32(checksum: u16, old: u32, new: u32) -> u16 {
-    let old = !old;
-    !fold(u32::from(!checksum) + (old >> 16) + (old & 0xffff) + (new >> 16) + (new & 0xffff))
+    Delta::default().u32(old, new).apply(checksum)
 }
 
 /// [`update_u32`] for an IPv4 address: use it on the IPv4 header checksum
@@ -133,10 +132,16 @@ impl Delta {
         Delta(self.0 + u64::from(!old) + u64::from(new))
     }
 
+    /// A 32-bit field on a 16-bit boundary changes from `old` to `new`.
+    #[inline]
+    pub fn u32(self, old: u32, new: u32) -> Delta {
+        Delta(self.0 + u64::from(!old) + u64::from(new))
+    }
+
     /// An IPv4 address changes from `old` to `new`.
     #[inline]
     pub fn addr(self, old: Ipv4Addr, new: Ipv4Addr) -> Delta {
-        Delta(self.0 + u64::from(!u32::from(old)) + u64::from(u32::from(new)))
+        self.u32(u32::from(old), u32::from(new))
     }
 
     /// The checksum field `checksum` after the changes.
@@ -180,8 +185,11 @@ mod tests {
     }
 
     #[test]
-    fn delta_is_the_updates_one_by_one() {
-        // Pseudo-random fields and changes, against update_* in sequence.
+    fn delta_is_eqn3_word_by_word() {
+        // Pseudo-random fields and changes, against RFC 1624 eqn. 3 applied
+        // one 16-bit word at a time, folding after each.
+        let eqn3 =
+            |c: u16, old: u16, new: u16| !fold(u32::from(!c) + u32::from(!old) + u32::from(new));
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
         let mut next = || {
             x ^= x << 13;
@@ -193,7 +201,9 @@ mod tests {
             let field = next() as u16;
             let (a_old, a_new) = (next() as u32, next() as u32);
             let (w_old, w_new) = (next() as u16, next() as u16);
-            let one_by_one = update_u16(update_u32(field, a_old, a_new), w_old, w_new);
+            let halves = eqn3(field, (a_old >> 16) as u16, (a_new >> 16) as u16);
+            let halves = eqn3(halves, a_old as u16, a_new as u16);
+            let one_by_one = eqn3(halves, w_old, w_new);
             let delta = Delta::default()
                 .addr(Ipv4Addr::from(a_old), Ipv4Addr::from(a_new))
                 .word(w_old, w_new)
