@@ -220,7 +220,7 @@ impl<P: PacketBuf> Pipeline<P> {
         std::mem::take(&mut self.arp_guard.reports)
     }
 
-    // Rare next to IPv4: kept out of `classify`, whose every packet would
+    // Rare next to IPv4: kept out of `finish`, whose every packet would
     // otherwise pay for this function's registers and stack.
     #[inline(never)]
     pub(super) fn arp(

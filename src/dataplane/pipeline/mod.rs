@@ -500,31 +500,27 @@ impl<P: PacketBuf> Pipeline<P> {
         const SESSION_PREFETCH_AHEAD: usize = 6;
         self.counters.add(Counter::RxPackets, pkts.len() as u64);
         let mut fronts: ArrayVec<Front, N> = ArrayVec::new();
-        // Which session index each frame looks in, and where.
-        let mut lookups: ArrayVec<Option<(bool, FlowTag)>, N> = ArrayVec::new();
         for p in pkts.iter_mut() {
             let sum = p.rx_ip_checksum();
             let front = self.front(in_port, p.data_mut(), sum, Source::Rx);
-            let lookup = match &front {
-                Front::Flow(f) => Some((f.inbound, f.tag)),
-                _ => None,
-            };
-            if let Some((inbound, tag)) = lookup {
-                self.sessions.prefetch_bucket(inbound, tag);
+            if let Front::Flow(f) = &front {
+                self.sessions.prefetch_bucket(f.inbound, f.tag);
             }
             fronts.push(front);
-            lookups.push(lookup);
         }
-        let prefetch_session = |p: &Self, i: usize| {
-            if let Some(Some((inbound, tag))) = lookups.get(i) {
-                p.sessions.prefetch_session(*inbound, *tag);
+        let prefetch_session = |p: &Self, front: Option<&Front>| {
+            if let Some(Front::Flow(f)) = front {
+                p.sessions.prefetch_session(f.inbound, f.tag);
             }
         };
-        for i in 0..SESSION_PREFETCH_AHEAD {
-            prefetch_session(self, i);
+        for front in fronts.iter().take(SESSION_PREFETCH_AHEAD) {
+            prefetch_session(self, Some(front));
         }
-        for (i, (mut p, front)) in pkts.drain(..).zip(fronts).enumerate() {
-            prefetch_session(self, i + SESSION_PREFETCH_AHEAD);
+        for (i, mut p) in pkts.drain(..).enumerate() {
+            prefetch_session(self, fronts.get(i + SESSION_PREFETCH_AHEAD));
+            // Taken out, the frame's first stage is done with; what is
+            // left in its place is never read.
+            let front = std::mem::replace(&mut fronts[i], Front::Arp);
             let verdict = self.finish(in_port, p.data_mut(), front, now, io, Source::Rx);
             self.dispatch(in_port, p, verdict, now, io);
         }
@@ -540,7 +536,8 @@ impl<P: PacketBuf> Pipeline<P> {
     #[inline]
     fn handle(&mut self, in_port: u16, mut pkt: P, now: u64, io: &mut impl Io<P>, source: Source) {
         let sum = pkt.rx_ip_checksum();
-        let verdict = self.classify(in_port, pkt.data_mut(), sum, now, io, source);
+        let front = self.front(in_port, pkt.data_mut(), sum, source);
+        let verdict = self.finish(in_port, pkt.data_mut(), front, now, io, source);
         self.dispatch(in_port, pkt, verdict, now, io);
     }
 
@@ -660,19 +657,6 @@ impl<P: PacketBuf> Pipeline<P> {
             self.synproxy_until = now + HOLD_ON_MS;
         }
         self.syn_window = (now, 0);
-    }
-
-    fn classify(
-        &mut self,
-        in_port: u16,
-        frame: &mut [u8],
-        ip_sum: RxChecksum,
-        now: u64,
-        io: &mut impl Io<P>,
-        source: Source,
-    ) -> Verdict {
-        let front = self.front(in_port, frame, ip_sum, source);
-        self.finish(in_port, frame, front, now, io, source)
     }
 
     /// The first stage of a frame: every check that needs no session and

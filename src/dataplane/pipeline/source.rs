@@ -47,8 +47,8 @@ impl<P: PacketBuf> Pipeline<P> {
     /// The port sluice would send a packet to `addr` out of: from the
     /// next-hop cache when it is there (a client or real we talk to),
     /// else by longest-prefix match. Out of line: only ports with
-    /// `rp_filter` pay for it, and `classify` stays small enough for the
-    /// compiler to inline the translation into it.
+    /// `rp_filter` pay for it, and `front`, which every frame runs,
+    /// stays small.
     #[inline(never)]
     fn route_port(&self, addr: Ipv4Addr) -> Option<u16> {
         match self.nexthops.get(addr) {

@@ -13,7 +13,7 @@ use crate::lb::synproxy::adjust as synproxy_adjust;
 impl<P: PacketBuf> Pipeline<P> {
     /// Client -> VIP: find or create the session, translate toward the real
     /// server (DNAT; FULLNAT also SNATs to a local address).
-    // Every client packet comes here: once `classify` grew (source checks)
+    // Every client packet comes here: once the per-packet code grew (source checks)
     // the compiler stopped inlining it, which cost 30 instructions a packet
     // (callgrind, pipebench) against the few the checks cost.
     #[inline(always)]
