@@ -41,16 +41,10 @@ import threading
 SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 HEADER_TIMEOUT_S = 10
 
-
-class Log:
-    def __init__(self, path):
-        self._file = open(path, "a", buffering=1)
-        self._lock = threading.Lock()
-
-    def write(self, line):
-        with self._lock:
-            self._file.write(line + "\n")
-            self._file.flush()
+# The real server's own request log (a line per request, thread-safe), from
+# the script beside this one.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from realserver import RequestLog as Log  # noqa: E402
 
 
 def recv_exactly(sock, n):
