@@ -9,7 +9,8 @@
 mod common;
 
 use common::{
-    fullnat_service, root_or_skip, LbConfig, Sluice, Stopped, Testbed, CLIENT_ADDR, LADDRS, VIP,
+    fullnat_service, root_or_skip, wrk_summary, LbConfig, Sluice, Stopped, Testbed, CLIENT_ADDR,
+    LADDRS, VIP,
 };
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -177,23 +178,7 @@ fn wrk(tb: &Testbed, url: &str, close: bool) -> (u64, u64, String) {
         .output()
         .expect("run wrk (apt-get install wrk)");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let requests = text
-        .lines()
-        .find(|l| l.contains("requests in"))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| {
-            panic!(
-                "no wrk summary:\n{text}{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-    let errors = text
-        .lines()
-        .filter(|l| l.contains("Socket errors:") || l.contains("Non-2xx"))
-        .flat_map(|l| l.split(|c: char| !c.is_ascii_digit()))
-        .filter_map(|n| n.parse::<u64>().ok())
-        .sum();
+    let (requests, errors) = wrk_summary(&text, &String::from_utf8_lossy(&out.stderr));
     (requests, errors, text)
 }
 

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{config, root_or_skip, service, whoami, LbConfig, Sluice, Testbed, VIP};
+use common::{config, root_or_skip, service, whoami, wrk_summary, LbConfig, Sluice, Testbed, VIP};
 use std::collections::HashMap;
 use std::fs;
 use std::io::{Read, Write};
@@ -200,31 +200,7 @@ fn wrk(tb: &Testbed, secs: u32) -> std::process::Child {
 fn wrk_result(child: std::process::Child) -> (u64, u64, String) {
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let requests = text
-        .lines()
-        .find(|l| l.contains("requests in"))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| {
-            panic!(
-                "no wrk summary:\n{text}{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-    let mut errors = 0;
-    if let Some(l) = text.lines().find(|l| l.contains("Socket errors:")) {
-        errors += l
-            .split(|c: char| !c.is_ascii_digit())
-            .filter_map(|n| n.parse::<u64>().ok())
-            .sum::<u64>();
-    }
-    if let Some(l) = text.lines().find(|l| l.contains("Non-2xx")) {
-        errors += l
-            .split_whitespace()
-            .last()
-            .and_then(|n| n.parse::<u64>().ok())
-            .unwrap_or(0);
-    }
+    let (requests, errors) = wrk_summary(&text, &String::from_utf8_lossy(&out.stderr));
     (requests, errors, text)
 }
 

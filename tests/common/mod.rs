@@ -431,6 +431,33 @@ impl Testbed {
     }
 }
 
+/// (requests, errors) from wrk's summary on `stdout` (errors: socket errors of every kind
+/// plus non-2xx/3xx responses); panics, showing both outputs, when there is no summary.
+pub fn wrk_summary(stdout: &str, stderr: &str) -> (u64, u64) {
+    let requests = stdout
+        .lines()
+        .find(|l| l.contains("requests in"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no wrk summary:\n{stdout}{stderr}"));
+    let mut errors = 0;
+    if let Some(l) = stdout.lines().find(|l| l.contains("Socket errors:")) {
+        errors += l
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|n| n.parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    // "Non-2xx or 3xx responses: N": only the last number counts.
+    if let Some(l) = stdout.lines().find(|l| l.contains("Non-2xx")) {
+        errors += l
+            .split_whitespace()
+            .last()
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    (requests, errors)
+}
+
 /// Parses a `/whoami` body, `NAME client=IP:PORT`, into (NAME, IP).
 pub fn whoami(body: &str) -> (String, String) {
     let (name, ip, _port) = whoami_full(body);
