@@ -54,6 +54,18 @@ fn from_client(f: u8, (seq, ack): (u32, u32), tsval: u32, payload: &[u8]) -> Vec
     )
 }
 
+/// The real's SYN-ACK (ISN `RISN`) to local port `lport`: MSS 1460, SACK,
+/// window scale `wscale`, timestamps (900_000, `tsecr`).
+fn synack_from_real(lport: u16, wscale: u8, tsecr: u32) -> Vec<u8> {
+    let opts = options(SynOptions {
+        mss: Some(1460),
+        window_scale: Some(wscale),
+        sack_permitted: true,
+        timestamp: Some((900_000, tsecr)),
+    });
+    from_real(lport, flags::SYN | flags::ACK, (RISN, ISN + 1), &opts, b"")
+}
+
 /// A real's segment to local port `lport`, with the options given.
 fn from_real(lport: u16, f: u8, (seq, ack): (u32, u32), opts: &[u8], payload: &[u8]) -> Vec<u8> {
     tcp_full(
@@ -106,22 +118,7 @@ fn handshake(lb: &mut Lb) -> u16 {
     let (seq, ack, f, _, _) = tcp_of(&out[0].1);
     assert_eq!((seq, ack, f), (ISN, 0, flags::SYN), "the SYN keeps its ISN");
     let lport = endpoints(&out[0].1).0.port();
-    let synack_opts = options(SynOptions {
-        mss: Some(1460),
-        window_scale: Some(9),
-        sack_permitted: true,
-        timestamp: Some((900_000, 111_000)),
-    });
-    let out = lb.rx(
-        1,
-        from_real(
-            lport,
-            flags::SYN | flags::ACK,
-            (RISN, ISN + 1),
-            &synack_opts,
-            b"",
-        ),
-    );
+    let out = lb.rx(1, synack_from_real(lport, 9, 111_000));
     assert_eq!(out.len(), 1);
     let (seq, ack, _, _, _) = tcp_of(&out[0].1);
     assert_eq!(
@@ -436,22 +433,7 @@ fn the_header_composes_with_the_syn_proxy() {
     let lport = endpoints(&out[0].1).0.port();
     // The real's SYN-ACK: the held ACK completes its handshake carrying the
     // header, its ack in the real's space.
-    let synack_opts = options(SynOptions {
-        mss: Some(1460),
-        window_scale: Some(7),
-        sack_permitted: true,
-        timestamp: Some((900_000, 111_010)),
-    });
-    let out = lb.rx(
-        1,
-        from_real(
-            lport,
-            flags::SYN | flags::ACK,
-            (RISN, ISN + 1),
-            &synack_opts,
-            b"",
-        ),
-    );
+    let out = lb.rx(1, synack_from_real(lport, 7, 111_010));
     assert_eq!(out.len(), 1);
     let (seq, ack, _, o, payload) = tcp_of(&out[0].1);
     assert_eq!((seq, ack), (ISN + 1, RISN + 1));
@@ -503,22 +485,7 @@ fn toa_goes_on_the_first_ack_and_its_retransmission_only() {
         Some(1460),
         "the client's MSS goes to the real as it is"
     );
-    let synack_opts = options(SynOptions {
-        mss: Some(1460),
-        window_scale: Some(9),
-        sack_permitted: true,
-        timestamp: Some((900_000, 111_000)),
-    });
-    let out = lb.rx(
-        1,
-        from_real(
-            lport,
-            flags::SYN | flags::ACK,
-            (RISN, ISN + 1),
-            &synack_opts,
-            b"",
-        ),
-    );
+    let out = lb.rx(1, synack_from_real(lport, 9, 111_000));
     let (_, _, _, o, _) = tcp_of(&out[0].1);
     assert_eq!(o.mss, Some(1452), "the client leaves room for the option");
     // The handshake's last ACK: the option after the client's own.
