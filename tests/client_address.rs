@@ -154,6 +154,34 @@ fn iptables(tb: &Testbed, role: &str, rule: &[&str]) {
     tb.exec_ok(role, &args);
 }
 
+/// Has the router drop, once per connection, the second packet toward the real's `port`
+/// (from the local address: the handshake's last ACK, which carries the header).
+fn drop_second_packet_at_router(tb: &Testbed, port: u16) {
+    let port = port.to_string();
+    iptables(
+        tb,
+        "rt",
+        &[
+            "-A",
+            "FORWARD",
+            "-p",
+            "tcp",
+            "--dport",
+            &port,
+            "-m",
+            "connbytes",
+            "--connbytes",
+            "2:2",
+            "--connbytes-dir",
+            "original",
+            "--connbytes-mode",
+            "packets",
+            "-j",
+            "DROP",
+        ],
+    );
+}
+
 /// Packets a chain's first rule matched.
 fn matched(tb: &Testbed, role: &str, chain: &str) -> u64 {
     let out = tb.exec_ok(role, &["iptables", "-L", chain, "-v", "-x", "-n"]);
@@ -340,28 +368,7 @@ print("ok")
     // connection between sluice and the real (the second packet from the local address,
     // dropped at the router): the real, still waiting for it, sends its SYN-ACK again,
     // the client answers, that ACK carries the header again, and the banner comes.
-    iptables(
-        &tb,
-        "rt",
-        &[
-            "-A",
-            "FORWARD",
-            "-p",
-            "tcp",
-            "--dport",
-            &BANNER_PORT.to_string(),
-            "-m",
-            "connbytes",
-            "--connbytes",
-            "2:2",
-            "--connbytes-dir",
-            "original",
-            "--connbytes-mode",
-            "packets",
-            "-j",
-            "DROP",
-        ],
-    );
+    drop_second_packet_at_router(&tb, BANNER_PORT);
     let started = Instant::now();
     let out = tb.exec_ok("client", &["python3", "-c", &client.replace("{n}", "3")]);
     assert_eq!(out.trim(), "ok");
@@ -457,28 +464,7 @@ fn a_lost_first_data_segment_or_a_lost_header_and_still_the_header_comes_first()
     // 2. The header's own segment (the second packet from the local address: the
     //    handshake's last ACK, carrying it) is dropped once at the router: the real gets
     //    the request out of order, says so, and sluice sends the header again.
-    iptables(
-        &tb,
-        "rt",
-        &[
-            "-A",
-            "FORWARD",
-            "-p",
-            "tcp",
-            "--dport",
-            &PROXY_PORT.to_string(),
-            "-m",
-            "connbytes",
-            "--connbytes",
-            "2:2",
-            "--connbytes-dir",
-            "original",
-            "--connbytes-mode",
-            "packets",
-            "-j",
-            "DROP",
-        ],
-    );
+    drop_second_packet_at_router(&tb, PROXY_PORT);
     whoami(5);
     assert_eq!(matched(&tb, "rt", "FORWARD"), 5, "each header dropped once");
 
