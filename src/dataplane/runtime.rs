@@ -32,7 +32,7 @@ use crate::kernel::vport::KernelPortGuard;
 use crate::lb::persistence::Templates;
 use crossbeam::channel::{self, Receiver, Sender};
 use log::{info, warn};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Per-lcore cache of the mbuf pool.
@@ -342,6 +342,7 @@ impl Dataplane {
         }
 
         let start_tsc = dpdk::tsc();
+        let running = Arc::new(AtomicUsize::new(0));
         let mut links = Vec::new();
         for (index, (&lcore, (outbox, inbox))) in lcores
             .iter()
@@ -369,6 +370,7 @@ impl Dataplane {
                 replies: reply_tx,
                 start_tsc,
                 stop: Arc::clone(&dataplane.stop),
+                running: Arc::clone(&running),
             };
             // On failure, `dataplane` drops: it stops and joins the workers
             // already launched.
@@ -383,6 +385,16 @@ impl Dataplane {
                 replies: reply_rx,
             });
         }
+        // Ready means forwarding: wait for every worker to poll its
+        // queues. A worker that fails on the way aborts the process.
+        let started = std::time::Instant::now();
+        while running.load(Ordering::Acquire) < usize::from(workers) {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        info!(
+            "{workers} worker(s) polling after {} ms",
+            started.elapsed().as_millis()
+        );
         let kernel_dropped = Arc::clone(&dataplane.kernel_dropped);
         Ok((
             dataplane,

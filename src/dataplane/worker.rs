@@ -16,7 +16,7 @@ use crate::dpdk::{self, Mbuf, Mempool, RingConsumer, RingProducer, RxQueue, TxQu
 use crate::lb::Proto;
 use arrayvec::ArrayVec;
 use crossbeam::channel::{Receiver, Sender};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 impl PacketBuf for Mbuf {
@@ -85,6 +85,10 @@ pub struct WorkerSetup {
     pub start_tsc: u64,
     /// Set by the main lcore to stop the loop.
     pub stop: Arc<AtomicBool>,
+    /// Counted up once the worker has built its tables and polls its
+    /// queues: sluice is ready only when every worker is (a table for
+    /// millions of sessions takes seconds to build).
+    pub running: Arc<AtomicUsize>,
 }
 
 /// A worker's output side: per-port tx buffers, per-worker handoff buffers,
@@ -259,6 +263,7 @@ pub fn run(setup: WorkerSetup) -> Counters {
         replies,
         start_tsc,
         stop,
+        running,
     } = setup;
     let (mut rx, tx): (Vec<RxQueue>, Vec<TxQueue>) = queues.into_iter().unzip();
     let snapshot = snapshots.current();
@@ -281,6 +286,7 @@ pub fn run(setup: WorkerSetup) -> Counters {
 
     pipeline.announce(&mut io);
     io.flush_all();
+    running.fetch_add(1, Ordering::Release);
 
     let mut burst: ArrayVec<Mbuf, BURST> = ArrayVec::new();
     while !stop.load(Ordering::Relaxed) {
