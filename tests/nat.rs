@@ -252,6 +252,38 @@ fn ping_to_vip_and_wan_address_is_answered() {
     );
 }
 
+/// "ready" means forwarding. A worker builds its session table before it
+/// polls its queues, which takes seconds for millions of sessions; sluice
+/// says ready only once every worker polls, so what starts on "ready" (a
+/// supervisor's check, a test, traffic) is served from its first packet.
+#[test]
+fn ready_means_answering_even_when_the_session_table_takes_seconds_to_build() {
+    if !root_or_skip("ready_means_answering_even_when_the_session_table_takes_seconds_to_build") {
+        return;
+    }
+    let tb = Testbed::up(2);
+    // 8M sessions: ~870 MB of tables, ~2.5 s to build on the project's machine.
+    let toml = config(&http_service()).replacen(
+        "[[interface]]",
+        "[dataplane]\nmax_sessions = 8388608\n\n[[interface]]",
+        1,
+    );
+    let lb = Sluice::start(&tb, &toml);
+
+    // One echo request, one second to answer it (ARP for the VIP included).
+    let out = tb.exec("client", &["ping", "-n", "-c", "1", "-W", "1", VIP]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains(" 0% packet loss"),
+        "ping {VIP} right after ready: {}\n{text}",
+        out.status
+    );
+
+    let stopped = lb.stop();
+    stopped.assert_clean_exit();
+    stopped.assert_at_least("icmp_echo_answered", 1, "the echo request sent on ready");
+}
+
 #[test]
 fn wrr_weights_1_to_3_split_400_connections() {
     if !root_or_skip("wrr_weights_1_to_3_split_400_connections") {
