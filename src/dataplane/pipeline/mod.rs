@@ -485,7 +485,9 @@ impl<P: PacketBuf> Pipeline<P> {
     /// session of the frame `SESSION_PREFETCH_BEHIND` places back (whose
     /// bucket has arrived by then); then, in the burst's order, each
     /// frame's session work, prefetching the last frames' sessions
-    /// `SESSION_PREFETCH_AHEAD` places ahead. The cache misses of a burst overlap
+    /// `SESSION_PREFETCH_AHEAD` places ahead, and taking a second look
+    /// there for the few whose probe goes on past the bucket's cache line
+    /// (the next line was requested at the first). The cache misses of a burst overlap
     /// instead of stalling one packet after another, which is what keeps a
     /// million live sessions close to the speed of a thousand.
     pub fn process_burst<const N: usize>(
@@ -505,9 +507,18 @@ impl<P: PacketBuf> Pipeline<P> {
         /// stage runs instead of stalling the second stage's start.
         const SESSION_PREFETCH_BEHIND: usize = 8;
         self.counters.add(Counter::RxPackets, pkts.len() as u64);
-        let prefetch_session = |p: &Self, front: Option<&Front>| {
-            if let Some(Front::Flow(f)) = front {
-                p.sessions.prefetch_session(f.inbound, f.tag);
+        // Whether frame i's session needs a second look (its probe goes on
+        // past the bucket line the first look read; the next line is then
+        // on its way).
+        let mut far = [false; N];
+        let prefetch_session = |p: &Self, fronts: &[Front], far: &mut [bool; N], i: usize| {
+            if let Some(Front::Flow(f)) = fronts.get(i) {
+                far[i] = !p.sessions.prefetch_session(f.inbound, f.tag);
+            }
+        };
+        let prefetch_far = |p: &Self, fronts: &[Front], far: &[bool; N], i: usize| {
+            if let (Some(Front::Flow(f)), Some(true)) = (fronts.get(i), far.get(i)) {
+                p.sessions.prefetch_session_far(f.inbound, f.tag);
             }
         };
         let mut fronts: ArrayVec<Front, N> = ArrayVec::new();
@@ -519,18 +530,23 @@ impl<P: PacketBuf> Pipeline<P> {
             }
             fronts.push(front);
             if let Some(i) = fronts.len().checked_sub(SESSION_PREFETCH_BEHIND + 1) {
-                prefetch_session(self, fronts.get(i));
+                prefetch_session(self, &fronts, &mut far, i);
             }
         }
         // The last frames' sessions are not prefetched yet: those the second
-        // stage will soon need now, each of the rest some frames ahead.
+        // stage will soon need now, each of the rest some frames ahead. The
+        // first frames' second looks are due now too.
         let rest = fronts.len().saturating_sub(SESSION_PREFETCH_BEHIND);
-        for front in fronts.iter().skip(rest).take(SESSION_PREFETCH_AHEAD) {
-            prefetch_session(self, Some(front));
+        for i in 0..SESSION_PREFETCH_AHEAD {
+            prefetch_far(self, &fronts, &far, i);
+            prefetch_session(self, &fronts, &mut far, rest + i);
         }
         for (i, mut p) in pkts.drain(..).enumerate() {
+            let ahead = i + SESSION_PREFETCH_AHEAD;
             if i >= rest {
-                prefetch_session(self, fronts.get(i + SESSION_PREFETCH_AHEAD));
+                prefetch_session(self, &fronts, &mut far, ahead);
+            } else {
+                prefetch_far(self, &fronts, &far, ahead);
             }
             // Taken out, the frame's first stage is done with; what is
             // left in its place is never read.
