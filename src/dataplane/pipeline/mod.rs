@@ -487,9 +487,9 @@ impl<P: PacketBuf> Pipeline<P> {
     /// frame's session work, prefetching the last frames' sessions
     /// `SESSION_PREFETCH_AHEAD` places ahead, and taking a second look
     /// there for the few whose probe goes on past the bucket's cache line
-    /// (the next line was requested at the first). The cache misses of a burst overlap
-    /// instead of stalling one packet after another, which is what keeps a
-    /// million live sessions close to the speed of a thousand.
+    /// (the next line was requested at the first). The cache misses of a
+    /// burst overlap instead of stalling one packet after another, which is
+    /// what keeps a million live sessions close to the speed of a thousand.
     pub fn process_burst<const N: usize>(
         &mut self,
         in_port: u16,
