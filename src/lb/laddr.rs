@@ -25,6 +25,7 @@
 //! it grows linearly with the local addresses. `LocalPool::memory_bytes()`
 //! reports the exact figure.
 
+use super::mem;
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::ops::RangeInclusive;
@@ -192,6 +193,41 @@ impl LocalPool {
         Some(SocketAddrV4::new(self.laddrs[laddr], port as u16))
     }
 
+    /// The (local address, queue) the next `alloc(real)` draws from.
+    #[inline]
+    fn next_queue(&self, real: SocketAddrV4) -> Option<(usize, usize)> {
+        let bucket = bucket_of(real);
+        let mask = self.nonempty[bucket];
+        if mask == 0 {
+            return None;
+        }
+        let skip = mask.rotate_right(self.next_laddr as u32).trailing_zeros() as usize;
+        let laddr = (self.next_laddr + skip) % MAX_LADDRS;
+        Some((laddr, laddr * BUCKETS + bucket))
+    }
+
+    /// What `alloc(real)` would hand out, without taking it.
+    #[inline]
+    pub fn peek(&self, real: SocketAddrV4) -> Option<SocketAddrV4> {
+        let (laddr, q) = self.next_queue(real)?;
+        let head = self.queues.get(q)?.head;
+        let index = *self.ring.get(q * self.ports as usize + head as usize)?;
+        let port = self.first_port + u32::from(index) * self.step;
+        Some(SocketAddrV4::new(*self.laddrs.get(laddr)?, port as u16))
+    }
+
+    /// Brings in the cache line `alloc(real)` would read its port from.
+    #[inline]
+    pub fn prefetch_next(&self, real: SocketAddrV4) {
+        if let Some((_, q)) = self.next_queue(real) {
+            if let Some(queue) = self.queues.get(q) {
+                if let Some(slot) = self.ring.get(q * self.ports as usize + queue.head as usize) {
+                    mem::prefetch(slot);
+                }
+            }
+        }
+    }
+
     /// Returns `local`, taken by `alloc(real)`, to the back of its queue.
     /// A pair that is not from this pool, or is already free, is ignored.
     /// The caller must pass the same `real` as to `alloc`: freeing toward
@@ -343,6 +379,36 @@ impl LocalPools {
             }
         }
         None
+    }
+
+    /// What `alloc(pools, next, real)` would hand out, without taking it,
+    /// and the `next` it would leave behind.
+    #[inline]
+    pub fn peek(
+        &self,
+        pools: &[usize],
+        next: usize,
+        real: SocketAddrV4,
+    ) -> Option<(SocketAddrV4, usize)> {
+        let n = pools.len();
+        (0..n).find_map(|k| {
+            let i = (next + k) % n;
+            let pair = self.pools.get(pools[i])?.peek(real)?;
+            Some((pair, (i + 1) % n))
+        })
+    }
+
+    /// Brings in the cache line `alloc(pools, next, real)` would read its
+    /// port from.
+    #[inline]
+    pub fn prefetch_next(&self, pools: &[usize], next: usize, real: SocketAddrV4) {
+        let n = pools.len();
+        let pool = (0..n)
+            .filter_map(|k| self.pools.get(pools[(next + k) % n]))
+            .find(|p| p.next_queue(real).is_some());
+        if let Some(pool) = pool {
+            pool.prefetch_next(real);
+        }
     }
 
     /// Returns `local`, taken toward `real`, to its address's pool.
@@ -703,6 +769,34 @@ mod tests {
         pools.free(b, r);
         let mut next = 0;
         assert_eq!(pools.alloc(&[p1], &mut next, r), Some(b));
+    }
+
+    #[test]
+    fn peek_tells_the_next_alloc_without_taking_it() {
+        let r = real(2, 80);
+        let mut pools = LocalPools::new(5000..=5002, 0, 1);
+        let ids = [pools.ensure(L0), pools.ensure(L1)];
+        let mut next = 0;
+        // Round robin over both addresses until each is out of ports in
+        // r's bucket, and then nothing.
+        for _ in 0..7 {
+            let peeked = pools.peek(&ids, next, r);
+            assert_eq!(pools.peek(&ids, next, r), peeked, "peek takes nothing");
+            pools.prefetch_next(&ids, next, r);
+            assert_eq!(
+                pools.alloc(&ids, &mut next, r),
+                peeked.map(|(pair, _)| pair)
+            );
+            if let Some((_, after)) = peeked {
+                assert_eq!(next, after, "the round robin moves on as peek said");
+            }
+        }
+        assert_eq!(pools.peek(&ids, next, r), None);
+        // A returned pair is the next one handed out again.
+        let a = SocketAddrV4::new(L1, 5001);
+        pools.free(a, r);
+        assert_eq!(pools.peek(&ids, next, r).map(|(pair, _)| pair), Some(a));
+        assert_eq!(pools.alloc(&ids, &mut next, r), Some(a));
     }
 
     #[test]

@@ -292,6 +292,14 @@ impl SessionTable {
         self.index(inbound).prefetch(tag.0);
     }
 
+    /// Brings in the outbound index bucket of a session not made yet (the
+    /// one `key` would be): `insert` reads it to see that the key is free,
+    /// a miss in a large table that nothing else would have hidden.
+    #[inline]
+    pub fn prefetch_outbound(&self, key: &FlowKey) {
+        self.outbound.prefetch(self.hasher.tag(key));
+    }
+
     /// Second half, once the bucket has had time to arrive: brings the
     /// session the bucket's line names for this tag toward the cache.
     /// False when the probe goes on past that line (a few percent of

@@ -304,6 +304,20 @@ pub fn pick(
     }
 }
 
+/// The reals the next two `pick`s will choose whoever the client is,
+/// without choosing them: for rr and wrr, whose picks follow a sequence.
+/// None for the schedulers that look at the client or at connection
+/// counts, whose picks cannot be told in advance. A hint for prefetching
+/// only.
+pub fn peek_two(table: &SchedTable, state: &SchedState) -> Option<(usize, usize)> {
+    let weights = &table.weights;
+    match table.kind {
+        SchedulerKind::Rr => rr::peek_two(weights, state.next),
+        SchedulerKind::Wrr => wrr::peek_two(weights, &state.scores),
+        _ => None,
+    }
+}
+
 /// Helpers shared by the tests of every scheduler file.
 #[cfg(test)]
 mod test_util {
@@ -486,5 +500,31 @@ mod tests {
                 assert_eq!(allocations, 0, "{kind}");
             }
         }
+    }
+
+    #[test]
+    fn peek_two_tells_what_rr_and_wrr_pick_next_and_nothing_else() {
+        for kind in SchedulerKind::ALL {
+            for weights in [&[5, 0, 3, 2, 1][..], &[1, 3], &[2, 2, 2], &[0, 4]] {
+                let t = table(kind, weights);
+                let mut s = SchedState::new(&t);
+                for _ in 0..50 {
+                    let peeked = peek_two(&t, &s);
+                    let mut ahead = s.clone();
+                    let first = pick(&t, &mut ahead, Ipv4Addr::UNSPECIFIED, 0, &NoConns);
+                    let second = pick(&t, &mut ahead, Ipv4Addr::UNSPECIFIED, 0, &NoConns);
+                    match kind {
+                        SchedulerKind::Rr | SchedulerKind::Wrr => {
+                            assert_eq!(peeked, first.zip(second), "{kind} {weights:?}")
+                        }
+                        _ => assert_eq!(peeked, None, "{kind}"),
+                    }
+                    pick(&t, &mut s, Ipv4Addr::UNSPECIFIED, 0, &NoConns);
+                }
+            }
+        }
+        // Nothing to pick: nothing to peek.
+        let t = table(SchedulerKind::Wrr, &[0, 0]);
+        assert_eq!(peek_two(&t, &SchedState::new(&t)), None);
     }
 }

@@ -12,6 +12,13 @@ pub(super) fn pick(weights: &[u32], next: &mut usize) -> Option<usize> {
     Some(i)
 }
 
+/// What the next two `pick`s would choose from `next`, without moving on.
+pub(super) fn peek_two(weights: &[u32], next: usize) -> Option<(usize, usize)> {
+    let mut next = next;
+    let first = pick(weights, &mut next)?;
+    Some((first, pick(weights, &mut next)?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::test_util::picks;

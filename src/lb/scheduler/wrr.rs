@@ -34,6 +34,30 @@ pub(super) fn pick(weights: &[u32], scores: &mut [i64]) -> Option<usize> {
     Some(best)
 }
 
+/// What the next two `pick`s would choose, without changing `scores`. A
+/// pick adds every real's weight to its score and takes the total off the
+/// best; the second pick is the best of those scores with the weights
+/// added once more.
+pub(super) fn peek_two(weights: &[u32], scores: &[i64]) -> Option<(usize, usize)> {
+    let best = |bonus: &dyn Fn(usize, i64) -> i64| {
+        let mut best: Option<(usize, i64)> = None;
+        for (i, (&weight, &score)) in weights.iter().zip(scores).enumerate() {
+            if weight == 0 {
+                continue;
+            }
+            let score = score + bonus(i, i64::from(weight));
+            if best.is_none_or(|(_, best_score)| score > best_score) {
+                best = Some((i, score));
+            }
+        }
+        best.map(|(i, _)| i)
+    };
+    let total: i64 = weights.iter().map(|&w| i64::from(w)).sum();
+    let first = best(&|_, w| w)?;
+    let second = best(&|i, w| 2 * w - if i == first { total } else { 0 })?;
+    Some((first, second))
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::test_util::{counts, picks};
