@@ -157,16 +157,8 @@ impl LocalPool {
     /// those with nothing free.
     #[inline]
     pub fn alloc(&mut self, real: SocketAddrV4) -> Option<SocketAddrV4> {
-        let bucket = bucket_of(real);
-        let mask = self.nonempty[bucket];
-        if mask == 0 {
-            return None;
-        }
-        // The first local address at or after `next_laddr` (cyclically)
-        // with a free port; the mask has no bits at or above laddrs.len().
-        let skip = mask.rotate_right(self.next_laddr as u32).trailing_zeros() as usize;
-        let laddr = (self.next_laddr + skip) % MAX_LADDRS;
-        let q = laddr * BUCKETS + bucket;
+        let (laddr, q) = self.next_queue(real)?;
+        let bucket = q % BUCKETS;
         let ports = self.ports;
 
         let queue = &mut self.queues[q];
@@ -193,7 +185,9 @@ impl LocalPool {
         Some(SocketAddrV4::new(self.laddrs[laddr], port as u16))
     }
 
-    /// The (local address, queue) the next `alloc(real)` draws from.
+    /// The (local address, queue) the next `alloc(real)` draws from: the
+    /// first local address at or after `next_laddr` (cyclically) with a
+    /// free port in `real`'s bucket. None when there is none.
     #[inline]
     fn next_queue(&self, real: SocketAddrV4) -> Option<(usize, usize)> {
         let bucket = bucket_of(real);
@@ -201,6 +195,7 @@ impl LocalPool {
         if mask == 0 {
             return None;
         }
+        // The mask has no bits at or above laddrs.len().
         let skip = mask.rotate_right(self.next_laddr as u32).trailing_zeros() as usize;
         let laddr = (self.next_laddr + skip) % MAX_LADDRS;
         Some((laddr, laddr * BUCKETS + bucket))
@@ -216,16 +211,18 @@ impl LocalPool {
         Some(SocketAddrV4::new(*self.laddrs.get(laddr)?, port as u16))
     }
 
-    /// Brings in the cache line `alloc(real)` would read its port from.
+    /// Brings in the cache line `alloc(real)` would read its port from;
+    /// false when `alloc(real)` would find no free port here.
     #[inline]
-    pub fn prefetch_next(&self, real: SocketAddrV4) {
-        if let Some((_, q)) = self.next_queue(real) {
-            if let Some(queue) = self.queues.get(q) {
-                if let Some(slot) = self.ring.get(q * self.ports as usize + queue.head as usize) {
-                    mem::prefetch(slot);
-                }
-            }
+    pub fn prefetch_next(&self, real: SocketAddrV4) -> bool {
+        let Some((_, q)) = self.next_queue(real) else {
+            return false;
+        };
+        let head = self.queues.get(q).map_or(0, |queue| queue.head as usize);
+        if let Some(slot) = self.ring.get(q * self.ports as usize + head) {
+            mem::prefetch(slot);
         }
+        true
     }
 
     /// Returns `local`, taken by `alloc(real)`, to the back of its queue.
@@ -402,12 +399,13 @@ impl LocalPools {
     /// port from.
     #[inline]
     pub fn prefetch_next(&self, pools: &[usize], next: usize, real: SocketAddrV4) {
+        // The first pool with a free port is the one `alloc` draws from.
         let n = pools.len();
-        let pool = (0..n)
-            .filter_map(|k| self.pools.get(pools[(next + k) % n]))
-            .find(|p| p.next_queue(real).is_some());
-        if let Some(pool) = pool {
-            pool.prefetch_next(real);
+        for k in 0..n {
+            let pool = self.pools.get(pools[(next + k) % n]);
+            if pool.is_some_and(|p| p.prefetch_next(real)) {
+                return;
+            }
         }
     }
 

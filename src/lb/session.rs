@@ -722,9 +722,7 @@ impl Index {
 
     #[inline]
     fn prefetch(&self, tag: u32) {
-        if let Some(b) = self.buckets.get(self.home(tag)) {
-            mem::prefetch(b);
-        }
+        self.prefetch_at(self.home(tag));
     }
 
     /// Where the lookup of `tag` will most likely end, from the home
