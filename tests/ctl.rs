@@ -635,3 +635,64 @@ fn metrics_pass_promtool_and_match_the_listing() {
     assert!(metric("sluice_port_ipackets_total{", "port=\"0\"") > 0);
     lb.stop().assert_clean_exit();
 }
+
+/// The kernel twin's PMD has the kernel signal sluice for every packet the
+/// kernel stack sends through the twin, and a signal used to end the
+/// `/metrics` listener's read of a request: a scrape whose request was not
+/// there yet when a signal came got 400 (it failed a CI run).
+#[test]
+fn metrics_answer_slow_scrapes_while_the_kernel_twin_takes_traffic() {
+    if !root_or_skip("metrics_answer_slow_scrapes_while_the_kernel_twin_takes_traffic") {
+        return;
+    }
+    let tb = Testbed::up(2);
+    let toml = config(&http("wrr", 1, 1)) + "\n[control]\nmetrics = \"127.0.0.1:9189\"\n";
+    let lb = Sluice::start(&tb, &toml);
+    // The host kernel in sluice's namespace pings r1 through the twin, a
+    // packet every 10 ms, for as long as the scrapes take.
+    let (mut ping, _) = tb.spawn(
+        "lb",
+        &[
+            "ping",
+            "-q",
+            "-i",
+            "0.01",
+            "-w",
+            "30",
+            R1.split(':').next().unwrap(),
+        ],
+        "ping",
+    );
+    // Each scrape connects, waits 100 ms (about ten twin packets), sends
+    // the first line of its request, waits again, sends the rest; prints
+    // the status line it gets.
+    let scrape = r#"
+import socket, time
+codes = []
+for _ in range(20):
+    s = socket.create_connection(("127.0.0.1", 9189), timeout=5)
+    time.sleep(0.1)
+    s.sendall(b"GET /metrics HTTP/1.1\r\n")
+    time.sleep(0.1)
+    s.sendall(b"Host: lb\r\n\r\n")
+    answer = b""
+    while True:
+        part = s.recv(65536)
+        if not part:
+            break
+        answer += part
+    s.close()
+    codes.append(answer.split(b"\r\n", 1)[0].decode())
+print("\n".join(codes))
+"#;
+    let codes = tb.exec_ok("lb", &["python3", "-c", scrape]);
+    let _ = ping.kill();
+    let _ = ping.wait();
+    let lines: Vec<&str> = codes.lines().collect();
+    assert_eq!(lines.len(), 20, "{codes}");
+    assert!(
+        lines.iter().all(|l| *l == "HTTP/1.1 200 OK"),
+        "every scrape answered: {codes}"
+    );
+    lb.stop().assert_clean_exit();
+}

@@ -8,10 +8,11 @@
 //! NIC figures.
 
 use super::api::{ServicesView, StatsView};
+use super::timed_read;
 use crate::dataplane::counters::{Counter, Counters};
 use crate::dpdk::PortStats;
 use std::fmt::Write as _;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
@@ -295,19 +296,12 @@ impl MetricsListener {
 
 fn serve_one(mut stream: TcpStream, body: &mut impl FnMut() -> String) {
     let _ = stream.set_nonblocking(false);
-    let _ = stream.set_read_timeout(Some(DEADLINE));
     let _ = stream.set_write_timeout(Some(DEADLINE));
-    let mut req = Vec::new();
-    let mut chunk = [0u8; 1024];
-    while !req.windows(4).any(|w| w == b"\r\n\r\n") && !req.windows(2).any(|w| w == b"\n\n") {
-        match stream.read(&mut chunk) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => req.extend_from_slice(&chunk[..n]),
-        }
-        if req.len() > REQUEST_LIMIT {
-            break;
-        }
-    }
+    // The blank line that ends the head may straddle two reads.
+    let (req, _) = timed_read::read_request(&mut stream, DEADLINE, REQUEST_LIMIT, |b, fresh| {
+        let tail = &b[fresh.saturating_sub(3)..];
+        tail.windows(4).any(|w| w == b"\r\n\r\n") || tail.windows(2).any(|w| w == b"\n\n")
+    });
     let line = String::from_utf8_lossy(&req);
     let mut words = line.split_whitespace();
     let (status, content) = match (words.next(), words.next()) {

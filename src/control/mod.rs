@@ -3,8 +3,9 @@
 //! (`config`), real server counter slots (`slots`), the control plane that
 //! publishes snapshots and answers requests (`plane`), the socket protocol
 //! (`api`) and server (`server`), the `sluice ctl` client (`ctl`), the
-//! Prometheus exposition (`metrics`), and the real servers' health checks
-//! (`health`). Nothing here runs per packet.
+//! Prometheus exposition (`metrics`), the real servers' health checks
+//! (`health`), and the bounded request read that both servers use
+//! (`timed_read`). Nothing here runs per packet.
 
 pub mod api;
 pub mod config;
@@ -15,3 +16,4 @@ pub mod plane;
 pub mod server;
 pub mod slots;
 pub mod state;
+pub mod timed_read;

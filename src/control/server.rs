@@ -9,6 +9,7 @@
 //! workers never wait on any of this.
 
 use super::api::{self, Request, Response, MAX_REQUEST};
+use super::timed_read::{self, Ended};
 use std::fs;
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
@@ -114,7 +115,6 @@ impl Drop for ControlSocket {
 
 fn serve_one(mut stream: UnixStream, handle: &mut impl FnMut(Request) -> Response) {
     let _ = stream.set_nonblocking(false);
-    let _ = stream.set_read_timeout(Some(CLIENT_DEADLINE));
     let _ = stream.set_write_timeout(Some(CLIENT_DEADLINE));
     let response = match read_request(&mut stream) {
         Ok(bytes) => match api::parse_request(&bytes) {
@@ -133,34 +133,20 @@ fn serve_one(mut stream: UnixStream, handle: &mut impl FnMut(Request) -> Respons
 /// Reads one request: up to a newline or the end of the stream, at most
 /// `MAX_REQUEST` bytes, within the deadline.
 fn read_request(stream: &mut UnixStream) -> Result<Vec<u8>, String> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    loop {
-        match stream.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => {
-                buf.extend_from_slice(&chunk[..n]);
-                if buf.len() > MAX_REQUEST {
-                    return Err(format!("request larger than {MAX_REQUEST} bytes: refused"));
-                }
-                if chunk[..n].contains(&b'\n') {
-                    break;
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Err(format!(
-                    "no complete request within {} s",
-                    CLIENT_DEADLINE.as_secs()
-                ))
-            }
-            Err(e) => return Err(format!("reading the request: {e}")),
+    let (buf, ended) =
+        timed_read::read_request(stream, CLIENT_DEADLINE, MAX_REQUEST, |b, fresh| {
+            b[fresh..].contains(&b'\n')
+        });
+    match ended {
+        Ended::Complete | Ended::Closed => {}
+        Ended::TooLarge => return Err(format!("request larger than {MAX_REQUEST} bytes: refused")),
+        Ended::Late => {
+            return Err(format!(
+                "no complete request within {} s",
+                CLIENT_DEADLINE.as_secs()
+            ))
         }
+        Ended::Failed(kind) => return Err(format!("reading the request: {kind}")),
     }
     if buf.iter().all(u8::is_ascii_whitespace) {
         return Err("empty request".into());
