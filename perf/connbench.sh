@@ -8,6 +8,12 @@
 #   connbench  net_memif0 (client) ==== /run/sluice-NAME/wan.sock ==== net_memif0 (server)  sluice
 #              net_memif1 (client) ==== /run/sluice-NAME/lan.sock ==== net_memif1 (server)
 #
+# --zero-copy (memif only): the roles swap and sluice is a zero-copy memif client: connbench
+# reads and writes sluice's own mbufs in the shared memory, so sluice's worker copies nothing,
+# as with a NIC, whose DMA does that part. sluice then needs hugepages (512 MB, one file:
+# --single-file-segments, which memif shares with connbench), and connbench starts first (a
+# memif client needs its server's socket; connbench waits for both links before it sends).
+#
 # --transport af_packet: the same over veth pairs in two namespaces, read and written through
 # DPDK's net_af_packet, so every frame crosses the kernel (the veth hop, the packet sockets):
 #
@@ -25,7 +31,8 @@
 # bottleneck), but on af_packet it includes the kernel work each tx burst's sendto() does (the
 # veth hop and the delivery into the peer's packet socket): the profile split (perf, when
 # installed) says how much of it is sluice's own code. On memif the rx and tx copies between
-# the shared rings and the mbufs are all user space (the PMD), and there are no system calls.
+# the shared rings and the mbufs are all user space (the PMD), and there are no system calls;
+# with --zero-copy they are connbench's.
 # The service runs with synproxy = false (the plain path: "auto" would answer the SYNs with
 # cookies above 20,000 new connections a second) and every ARP accepted (arp_rate_limit = 0:
 # sluice resolves the 208 emulated addresses at once during the warm-up).
@@ -33,11 +40,12 @@
 # CPUs (2-core machine): sluice's worker polls CPU 1 (EAL -l 0-1; its main lcore sleeps on
 # CPU 0); connbench's poll loop runs on CPU 0 (--lcores=0@0,1@0).
 #
-# Usage: perf/connbench.sh [--quick] [--transport memif|af_packet] [--mode nat|fullnat|both]
-#                          [--window W] [--duration S] [--max-sessions N] [--no-kernel-drop]
-#                          [--no-profile] [--keep-logs]
+# Usage: perf/connbench.sh [--quick] [--transport memif|af_packet] [--zero-copy]
+#                          [--mode nat|fullnat|both] [--window W] [--duration S]
+#                          [--max-sessions N] [--no-kernel-drop] [--no-profile] [--keep-logs]
 #   --quick           5 s measured instead of 20 s (10 s on memif), 1 s warm-up instead of 2
 #   --transport       memif (default) or af_packet
+#   --zero-copy       memif only: sluice as the zero-copy memif client (see above)
 #   --mode            default both (nat, then fullnat)
 #   --max-sessions    sluice's [dataplane] max_sessions (every connection stays 120 s in
 #                     TIME_WAIT, so a run holds all it opened; default 16777216 on memif, where
@@ -61,6 +69,7 @@ TARGET_CYCLES=2600
 
 QUICK=0
 TRANSPORT=memif
+ZERO_COPY=0
 MODES=(nat fullnat)
 WINDOW=256
 DURATION=
@@ -90,6 +99,7 @@ while (($#)); do
         --duration) shift; DURATION=${1:?--duration S} ;;
         --max-sessions) shift; MAX_SESSIONS=${1:?--max-sessions N} ;;
         --no-kernel-drop) KERNEL_DROP=0 ;;
+        --zero-copy) ZERO_COPY=1 ;;
         --no-profile) PROFILE=0 ;;
         --keep-logs) KEEP_LOGS=1 ;;
         -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -107,6 +117,9 @@ if [[ -z $MAX_SESSIONS ]]; then
     if [[ $TRANSPORT == memif ]]; then MAX_SESSIONS=16777216; else MAX_SESSIONS=4194304; fi
 fi
 [[ $TRANSPORT == af_packet ]] || KERNEL_DROP=0
+if ((ZERO_COPY)) && [[ $TRANSPORT != memif ]]; then
+    echo "connbench.sh: --zero-copy is for --transport memif" >&2; exit 2
+fi
 WARMUP=$((QUICK ? 1 : 2))
 
 log() { echo "connbench.sh: $*" >&2; }
@@ -211,16 +224,26 @@ topology_down() {
         ip netns del "$NS_GEN" 2>/dev/null || true
     fi
     rm -rf "$RUN_DIR"
+    # EAL's runtime directories (made even with --no-shconf) and, with --zero-copy,
+    # sluice's hugepage file (EAL keeps the files of --single-file-segments).
+    rm -rf /run/dpdk/"$NAME"-lb /run/dpdk/"$NAME"-gen
+    rm -f /dev/hugepages/"$NAME"-lbmap_*
 }
 
 # A memif vdev: server (sluice) or client (connbench) end of socket $RUN_DIR/$3.sock.
 memif_vdev() {
-    local index=$1 role=$2 sock=$3 mac=$4
-    echo "--vdev=net_memif$index,role=$role,id=0,socket=$RUN_DIR/$sock.sock,socket-abstract=no,mac=$mac"
+    local index=$1 role=$2 sock=$3 mac=$4 extra=${5:-}
+    echo "--vdev=net_memif$index,role=$role,id=0,socket=$RUN_DIR/$sock.sock,socket-abstract=no,mac=$mac$extra"
 }
 
 # sluice's EAL arguments, as a TOML array's items.
 sluice_eal() {
+    if ((ZERO_COPY)); then
+        printf '"-l", "0-1", "--no-pci", "-m", "512", "--single-file-segments", "--no-shconf", "--file-prefix=%s-lb",\n' "$NAME"
+        printf '       "%s",\n       "%s"' "$(memif_vdev 0 client wan $LB_WAN_MAC ,zero-copy=yes)" \
+            "$(memif_vdev 1 client lan $LB_LAN_MAC ,zero-copy=yes)"
+        return
+    fi
     printf '"-l", "0-1", "--no-pci", "--no-huge", "-m", "1024", "--no-shconf", "--file-prefix=%s-lb",\n' "$NAME"
     if [[ $TRANSPORT == memif ]]; then
         printf '       "%s",\n       "%s"' "$(memif_vdev 0 server wan $LB_WAN_MAC)" \
@@ -233,7 +256,10 @@ sluice_eal() {
 # connbench's EAL arguments, one a line.
 connbench_eal() {
     printf '%s\n' --lcores=0@0,1@0 --no-pci --no-huge -m 256 --no-shconf --file-prefix="$NAME-gen"
-    if [[ $TRANSPORT == memif ]]; then
+    if ((ZERO_COPY)); then
+        memif_vdev 0 server wan $GEN_CLIENT_MAC
+        memif_vdev 1 server lan $GEN_SERVER_MAC
+    elif [[ $TRANSPORT == memif ]]; then
         memif_vdev 0 client wan $GEN_CLIENT_MAC
         memif_vdev 1 client lan $GEN_SERVER_MAC
     else
@@ -332,12 +358,25 @@ start_profile() {
     PIDS+=("$PROFILE_PID")
 }
 
+# Starts connbench in the background (its pid in CB_PID), output in $1.
+start_connbench() {
+    local dir=$1 eal
+    log "connbench window $WINDOW, warm-up ${WARMUP}s, measuring ${DURATION}s"
+    mapfile -t eal < <(connbench_eal)
+    (on_side gen timeout -s INT $((DURATION + WARMUP + 90)) "$CONNBENCH" \
+        --window "$WINDOW" --duration "$DURATION" --warmup "$WARMUP" -- "${eal[@]}" \
+        2>"$dir/connbench.err" | tee "$dir/connbench.out" \
+        | grep --line-buffered '^connbench: elapsed' >&2) &
+    CB_PID=$!
+    PIDS+=("$CB_PID")
+}
+
 run_mode() {
     local mode=$1
     local dir=$STATE/$mode
     mkdir -p "$dir"
     if [[ $TRANSPORT == memif ]]; then
-        log "mode $mode: memif, sockets in $RUN_DIR"
+        log "mode $mode: memif$( ((ZERO_COPY)) && echo ' (sluice the zero-copy client)'), sockets in $RUN_DIR"
     else
         log "mode $mode: af_packet, namespaces $NS_LB, $NS_GEN"
     fi
@@ -345,6 +384,19 @@ run_mode() {
     sluice_config "$mode" >"$dir/sluice.toml"
     "$SLUICE" check --config "$dir/sluice.toml" >/dev/null
 
+    if ((ZERO_COPY)); then
+        # sluice is the memif client: connbench's server sockets must be there first
+        # (connbench waits for both links before it sends).
+        start_connbench "$dir"
+        local waited=0
+        until [[ -S $RUN_DIR/wan.sock && -S $RUN_DIR/lan.sock ]]; do
+            if ! kill -0 "$CB_PID" 2>/dev/null || ((waited > 300)); then
+                log "connbench did not start:"; tail -20 "$dir/connbench.err" >&2
+                FAILED=1; return 1
+            fi
+            sleep 0.1; waited=$((waited + 1))
+        done
+    fi
     on_side lb "$SLUICE" run --config "$dir/sluice.toml" --stats 1 \
         >"$dir/sluice.out" 2>"$dir/sluice.err" &
     local sluice_pid=$!
@@ -357,7 +409,7 @@ run_mode() {
         fi
         sleep 0.1; waited=$((waited + 1))
     done
-    if [[ $TRANSPORT == memif ]]; then
+    if [[ $TRANSPORT == memif ]] && ((ZERO_COPY == 0)); then
         # A memif client that connects in sluice's first second sometimes gets a link that
         # carries nothing either way (both ends say connected; 2 runs in 8 with
         # max_sessions = 16777216, none in 8 after this wait): wait for the second stats line.
@@ -375,13 +427,9 @@ run_mode() {
     tid=$(worker_tid "$sluice_pid")
     sched_start=$(worker_sched "$sluice_pid" "$tid")
 
-    log "mode $mode: connbench window $WINDOW, warm-up ${WARMUP}s, measuring ${DURATION}s"
-    local rc=0 eal
-    mapfile -t eal < <(connbench_eal)
-    on_side gen timeout -s INT $((DURATION + WARMUP + 30)) "$CONNBENCH" \
-        --window "$WINDOW" --duration "$DURATION" --warmup "$WARMUP" -- "${eal[@]}" \
-        2>"$dir/connbench.err" | tee "$dir/connbench.out" \
-        | grep --line-buffered '^connbench: elapsed' >&2 || rc=$?
+    local rc=0
+    ((ZERO_COPY)) || start_connbench "$dir"
+    wait "$CB_PID" || rc=$?
     # (memif's note that it cannot register a multi-process action is --no-shconf's doing.)
     grep -v '^EAL: \|^TELEMETRY\|Failed to register mp action callback' "$dir/connbench.err" >&2 || true
     echo "$sched_start $(worker_sched "$sluice_pid" "$tid")" >"$dir/worker.sched"
@@ -417,11 +465,12 @@ report() {
     local cpu_mhz
     cpu_mhz=$(awk -F: '/^cpu MHz/ {gsub(/ /, "", $2); print $2; exit}' /proc/cpuinfo)
     MODE=$mode WINDOW=$WINDOW KERNEL_DROP=$KERNEL_DROP CPU_MHZ=$cpu_mhz TARGET=$TARGET_CYCLES \
-        TRANSPORT=$TRANSPORT python3 - "$dir" "$split" <<'EOF'
+        TRANSPORT=$TRANSPORT ZERO_COPY=$ZERO_COPY python3 - "$dir" "$split" <<'EOF'
 import json, os, re, statistics, sys
 
 d, split_file = sys.argv[1], sys.argv[2]
 transport = os.environ["TRANSPORT"]
+zero_copy = os.environ["ZERO_COPY"] == "1"
 cb = None
 for line in open(f"{d}/connbench.out"):
     if line.startswith('{"tool":"connbench"'):
@@ -517,7 +566,7 @@ for k in ("drop_session_table_full", "drop_laddr_exhausted", "drop_tx_full"):
         checks.append(f"sluice {k}={drops[k]}")
 
 mode, window = os.environ["MODE"], int(os.environ["WINDOW"])
-print(f"== {mode}: window {window}, {cb['duration_s']:.1f} s measured ==")
+print(f"== {mode}: {transport}{' zero-copy' if zero_copy else ''}, window {window}, {cb['duration_s']:.1f} s measured ==")
 print(f"  connections/s (connbench)      {cb['conns_per_s']:.0f}   (completed {cb['completed']}, failed {cb['failed']}, {cb['avg_conn_us']:.0f} us per connection on average)")
 print(f"  sluice conns counter           {conns}   (connbench opened {opened}: completed {total['completed']}, failed {total['failed']}, in flight at the end {total['in_flight']})")
 print(f"  sluice busy_cycles             {busy}   (rx_packets {rx}: {cpp:.0f} cycles/packet)")
@@ -544,7 +593,7 @@ if preempted is not None:
 print(f"  sluice drops                   {', '.join(f'{k}={v}' for k, v in drops.items()) or 'none'}   (while connbench ran)")
 print(f"  checks                         {'; '.join(checks) or 'ok (conns == opened, no failure, checksums and acks right)'}")
 out = {
-    "tool": "connbench.sh", "transport": transport, "mode": mode, "window": window,
+    "tool": "connbench.sh", "transport": transport, "zero_copy": zero_copy, "mode": mode, "window": window,
     "kernel_drop": os.environ["KERNEL_DROP"] == "1",
     "duration_s": cb["duration_s"], "conns_per_s": round(cb["conns_per_s"], 1),
     "completed": cb["completed"], "failed": cb["failed"], "avg_conn_us": cb["avg_conn_us"],

@@ -29,6 +29,8 @@ use std::time::{Duration, Instant};
 
 const REQUEST: &[u8] = b"GET / HTTP/1.0\r\n\r\n";
 const RESPONSE: &[u8] = b"HTTP/1.0 200 OK\r\n\r\nok";
+/// How long the ports may take to come up (a memif server waits for its client).
+const LINK_WAIT: Duration = Duration::from_secs(60);
 
 #[derive(Parser, Debug)]
 #[command(
@@ -199,6 +201,22 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         cli.servers,
         hz
     );
+
+    // A memif server's link comes up when its client connects (sluice, as
+    // the zero-copy client, may still be building its session table).
+    let waiting = Instant::now();
+    while !(client_port.link().up && server_port.link().up) {
+        if stop.load(Ordering::Relaxed) {
+            return Err("interrupted while waiting for the ports' links".into());
+        }
+        if waiting.elapsed() >= LINK_WAIT {
+            return Err(format!(
+                "the ports' links were not both up within {} s",
+                LINK_WAIT.as_secs()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 
     let shared = Arc::new(SharedCounters::default());
     let phase = Arc::new(AtomicU8::new(Phase::Resolving as u8));
