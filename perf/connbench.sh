@@ -358,6 +358,20 @@ start_profile() {
     PIDS+=("$PROFILE_PID")
 }
 
+# Waits up to 30 s for the command after the first three arguments to succeed while process
+# $1 runs; if it does not, logs the tail of $2 and fails ($3 names the process).
+wait_start() {
+    local pid=$1 err=$2 what=$3 waited=0
+    shift 3
+    until "$@"; do
+        if ! kill -0 "$pid" 2>/dev/null || ((waited > 300)); then
+            log "$what did not start:"; tail -20 "$err" >&2
+            return 1
+        fi
+        sleep 0.1; waited=$((waited + 1))
+    done
+}
+
 # Starts connbench in the background (its pid in CB_PID), output in $1.
 start_connbench() {
     local dir=$1 eal
@@ -388,27 +402,15 @@ run_mode() {
         # sluice is the memif client: connbench's server sockets must be there first
         # (connbench waits for both links before it sends).
         start_connbench "$dir"
-        local waited=0
-        until [[ -S $RUN_DIR/wan.sock && -S $RUN_DIR/lan.sock ]]; do
-            if ! kill -0 "$CB_PID" 2>/dev/null || ((waited > 300)); then
-                log "connbench did not start:"; tail -20 "$dir/connbench.err" >&2
-                FAILED=1; return 1
-            fi
-            sleep 0.1; waited=$((waited + 1))
-        done
+        wait_start "$CB_PID" "$dir/connbench.err" connbench \
+            test -S "$RUN_DIR/wan.sock" -a -S "$RUN_DIR/lan.sock" || { FAILED=1; return 1; }
     fi
     on_side lb "$SLUICE" run --config "$dir/sluice.toml" --stats 1 \
         >"$dir/sluice.out" 2>"$dir/sluice.err" &
     local sluice_pid=$!
     PIDS+=("$sluice_pid")
-    local waited=0
-    until grep -q '^sluice: ready' "$dir/sluice.out" 2>/dev/null; do
-        if ! kill -0 "$sluice_pid" 2>/dev/null || ((waited > 300)); then
-            log "sluice did not start:"; tail -20 "$dir/sluice.err" >&2
-            FAILED=1; return 1
-        fi
-        sleep 0.1; waited=$((waited + 1))
-    done
+    wait_start "$sluice_pid" "$dir/sluice.err" sluice \
+        grep -qs '^sluice: ready' "$dir/sluice.out" || { FAILED=1; return 1; }
     if [[ $TRANSPORT == memif ]] && ((ZERO_COPY == 0)); then
         # A memif client that connects in sluice's first second sometimes gets a link that
         # carries nothing either way (both ends say connected; 2 runs in 8 with

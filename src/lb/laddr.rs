@@ -157,12 +157,12 @@ impl LocalPool {
     /// those with nothing free.
     #[inline]
     pub fn alloc(&mut self, real: SocketAddrV4) -> Option<SocketAddrV4> {
-        let (laddr, q) = self.next_queue(real)?;
+        let (laddr, q, at) = self.next_slot(real)?;
         let bucket = q % BUCKETS;
         let ports = self.ports;
 
         let queue = &mut self.queues[q];
-        let index = self.ring[q * ports as usize + queue.head as usize];
+        let index = self.ring[at];
         queue.head = if queue.head + 1 == ports {
             0
         } else {
@@ -180,16 +180,15 @@ impl LocalPool {
         } else {
             laddr + 1
         };
-
-        let port = self.first_port + u32::from(index) * self.step;
-        Some(SocketAddrV4::new(self.laddrs[laddr], port as u16))
+        Some(SocketAddrV4::new(self.laddrs[laddr], self.port_of(index)))
     }
 
-    /// The (local address, queue) the next `alloc(real)` draws from: the
-    /// first local address at or after `next_laddr` (cyclically) with a
-    /// free port in `real`'s bucket. None when there is none.
+    /// Where the next `alloc(real)` draws from: the local address (the
+    /// first at or after `next_laddr`, cyclically, with a free port in
+    /// `real`'s bucket), its queue, and the ring slot at the queue's head.
+    /// None when there is none.
     #[inline]
-    fn next_queue(&self, real: SocketAddrV4) -> Option<(usize, usize)> {
+    fn next_slot(&self, real: SocketAddrV4) -> Option<(usize, usize, usize)> {
         let bucket = bucket_of(real);
         let mask = self.nonempty[bucket];
         if mask == 0 {
@@ -198,31 +197,43 @@ impl LocalPool {
         // The mask has no bits at or above laddrs.len().
         let skip = mask.rotate_right(self.next_laddr as u32).trailing_zeros() as usize;
         let laddr = (self.next_laddr + skip) % MAX_LADDRS;
-        Some((laddr, laddr * BUCKETS + bucket))
+        let q = laddr * BUCKETS + bucket;
+        let head = self.queues.get(q)?.head as usize;
+        Some((laddr, q, q * self.ports as usize + head))
+    }
+
+    /// The port a ring entry stands for.
+    #[inline]
+    fn port_of(&self, index: u16) -> u16 {
+        (self.first_port + u32::from(index) * self.step) as u16
+    }
+
+    /// Whether `alloc(real)` would find a free port.
+    #[inline]
+    pub fn has_free(&self, real: SocketAddrV4) -> bool {
+        self.nonempty[bucket_of(real)] != 0
     }
 
     /// What `alloc(real)` would hand out, without taking it.
     #[inline]
     pub fn peek(&self, real: SocketAddrV4) -> Option<SocketAddrV4> {
-        let (laddr, q) = self.next_queue(real)?;
-        let head = self.queues.get(q)?.head;
-        let index = *self.ring.get(q * self.ports as usize + head as usize)?;
-        let port = self.first_port + u32::from(index) * self.step;
-        Some(SocketAddrV4::new(*self.laddrs.get(laddr)?, port as u16))
+        let (laddr, _, at) = self.next_slot(real)?;
+        let index = *self.ring.get(at)?;
+        Some(SocketAddrV4::new(
+            *self.laddrs.get(laddr)?,
+            self.port_of(index),
+        ))
     }
 
-    /// Brings in the cache line `alloc(real)` would read its port from;
-    /// false when `alloc(real)` would find no free port here.
+    /// Brings in the cache line `alloc(real)` would read its port from.
     #[inline]
-    pub fn prefetch_next(&self, real: SocketAddrV4) -> bool {
-        let Some((_, q)) = self.next_queue(real) else {
-            return false;
-        };
-        let head = self.queues.get(q).map_or(0, |queue| queue.head as usize);
-        if let Some(slot) = self.ring.get(q * self.ports as usize + head) {
+    pub fn prefetch_next(&self, real: SocketAddrV4) {
+        if let Some(slot) = self
+            .next_slot(real)
+            .and_then(|(_, _, at)| self.ring.get(at))
+        {
             mem::prefetch(slot);
         }
-        true
     }
 
     /// Returns `local`, taken by `alloc(real)`, to the back of its queue.
@@ -367,15 +378,20 @@ impl LocalPools {
         next: &mut usize,
         real: SocketAddrV4,
     ) -> Option<SocketAddrV4> {
+        let i = self.next_pool(pools, *next, real)?;
+        let pair = self.pools.get_mut(pools[i])?.alloc(real)?;
+        *next = (i + 1) % pools.len();
+        Some(pair)
+    }
+
+    /// Which of `pools` `alloc(pools, next, real)` draws from: the first
+    /// from `next` on (cyclically) with a free port toward `real`.
+    #[inline]
+    fn next_pool(&self, pools: &[usize], next: usize, real: SocketAddrV4) -> Option<usize> {
         let n = pools.len();
-        for k in 0..n {
-            let i = (*next + k) % n;
-            if let Some(pair) = self.pools.get_mut(pools[i]).and_then(|p| p.alloc(real)) {
-                *next = (i + 1) % n;
-                return Some(pair);
-            }
-        }
-        None
+        (0..n)
+            .map(|k| (next + k) % n)
+            .find(|&i| self.pools.get(pools[i]).is_some_and(|p| p.has_free(real)))
     }
 
     /// What `alloc(pools, next, real)` would hand out, without taking it,
@@ -387,25 +403,20 @@ impl LocalPools {
         next: usize,
         real: SocketAddrV4,
     ) -> Option<(SocketAddrV4, usize)> {
-        let n = pools.len();
-        (0..n).find_map(|k| {
-            let i = (next + k) % n;
-            let pair = self.pools.get(pools[i])?.peek(real)?;
-            Some((pair, (i + 1) % n))
-        })
+        let i = self.next_pool(pools, next, real)?;
+        let pair = self.pools.get(pools[i])?.peek(real)?;
+        Some((pair, (i + 1) % pools.len()))
     }
 
     /// Brings in the cache line `alloc(pools, next, real)` would read its
     /// port from.
     #[inline]
     pub fn prefetch_next(&self, pools: &[usize], next: usize, real: SocketAddrV4) {
-        // The first pool with a free port is the one `alloc` draws from.
-        let n = pools.len();
-        for k in 0..n {
-            let pool = self.pools.get(pools[(next + k) % n]);
-            if pool.is_some_and(|p| p.prefetch_next(real)) {
-                return;
-            }
+        if let Some(pool) = self
+            .next_pool(pools, next, real)
+            .and_then(|i| self.pools.get(pools[i]))
+        {
+            pool.prefetch_next(real);
         }
     }
 

@@ -32,7 +32,7 @@
 use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::BuildHasher;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 use super::mem;
 use super::synproxy::Splice;
@@ -50,6 +50,17 @@ pub struct FlowKey {
 }
 
 impl FlowKey {
+    /// The flow from `src` to `dst`.
+    pub fn between(proto: Proto, src: SocketAddrV4, dst: SocketAddrV4) -> FlowKey {
+        FlowKey {
+            proto,
+            src: *src.ip(),
+            sport: src.port(),
+            dst: *dst.ip(),
+            dport: dst.port(),
+        }
+    }
+
     /// The same flow seen from the other end: source and destination
     /// swapped.
     pub fn reversed(&self) -> FlowKey {

@@ -122,13 +122,7 @@ impl<P: PacketBuf> Pipeline<P> {
         };
         let session = Session {
             inbound: key,
-            outbound: FlowKey {
-                proto: key.proto,
-                src: *real.addr.ip(),
-                sport: real.addr.port(),
-                dst: *local.ip(),
-                dport: local.port(),
-            },
+            outbound: FlowKey::between(key.proto, real.addr, local),
             real: real.slot,
             state,
             expires: now,
@@ -192,13 +186,8 @@ impl<P: PacketBuf> Pipeline<P> {
         else {
             return;
         };
-        self.sessions.prefetch_outbound(&FlowKey {
-            proto,
-            src: *next.addr.ip(),
-            sport: next.addr.port(),
-            dst: *local.ip(),
-            dport: local.port(),
-        });
+        self.sessions
+            .prefetch_outbound(&FlowKey::between(proto, next.addr, local));
         self.pools
             .prefetch_next(&state.pools, pool_after, after.addr);
     }

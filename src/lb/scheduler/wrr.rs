@@ -14,48 +14,43 @@
 /// the sum of u32 weights of at most u32::MAX real servers fits.
 pub(super) fn pick(weights: &[u32], scores: &mut [i64]) -> Option<usize> {
     let mut total: i64 = 0;
-    // (index, score) of the highest score so far; ties go to the lower
-    // index.
-    let mut best: Option<(usize, i64)> = None;
-    for (i, (&weight, score)) in weights.iter().zip(scores.iter_mut()).enumerate() {
-        if weight == 0 {
-            continue;
-        }
+    for (&weight, score) in weights.iter().zip(scores.iter_mut()) {
         *score += i64::from(weight);
         total += i64::from(weight);
-        if best.is_none_or(|(_, best_score)| *score > best_score) {
-            best = Some((i, *score));
-        }
     }
-    let (best, _) = best?;
+    let best = highest(weights, scores, |_, _| 0)?;
     if let Some(score) = scores.get_mut(best) {
         *score -= total;
     }
     Some(best)
 }
 
-/// What the next two `pick`s would choose, without changing `scores`. A
-/// pick adds every real's weight to its score and takes the total off the
-/// best; the second pick is the best of those scores with the weights
-/// added once more.
+/// What the next two `pick`s would choose, without changing `scores`: the
+/// first is the highest score with every weight added; the second, the
+/// highest with the weights added twice and the total taken off the first.
 pub(super) fn peek_two(weights: &[u32], scores: &[i64]) -> Option<(usize, usize)> {
-    let best = |bonus: &dyn Fn(usize, i64) -> i64| {
-        let mut best: Option<(usize, i64)> = None;
-        for (i, (&weight, &score)) in weights.iter().zip(scores).enumerate() {
-            if weight == 0 {
-                continue;
-            }
-            let score = score + bonus(i, i64::from(weight));
-            if best.is_none_or(|(_, best_score)| score > best_score) {
-                best = Some((i, score));
-            }
-        }
-        best.map(|(i, _)| i)
-    };
     let total: i64 = weights.iter().map(|&w| i64::from(w)).sum();
-    let first = best(&|_, w| w)?;
-    let second = best(&|i, w| 2 * w - if i == first { total } else { 0 })?;
+    let first = highest(weights, scores, |_, w| w)?;
+    let second = highest(weights, scores, |i, w| {
+        2 * w - if i == first { total } else { 0 }
+    })?;
     Some((first, second))
+}
+
+/// The real server with the highest score, `bonus(index, weight)` added to
+/// each; real servers of weight 0 never win, ties go to the lower index.
+fn highest(weights: &[u32], scores: &[i64], bonus: impl Fn(usize, i64) -> i64) -> Option<usize> {
+    let mut best: Option<(usize, i64)> = None;
+    for (i, (&weight, &score)) in weights.iter().zip(scores).enumerate() {
+        if weight == 0 {
+            continue;
+        }
+        let score = score + bonus(i, i64::from(weight));
+        if best.is_none_or(|(_, best_score)| score > best_score) {
+            best = Some((i, score));
+        }
+    }
+    best.map(|(i, _)| i)
 }
 
 #[cfg(test)]
