@@ -4,7 +4,8 @@
 use clap::{Parser, Subcommand};
 use sluice::control::config::{Config, ConfigError, DEFAULT_SOCKET, EMBEDDED_DEFAULT};
 use sluice::control::ctl;
-use sluice::control::metrics::{self, MetricsListener, Scrape};
+use sluice::control::metrics::{self, Scrape};
+use sluice::control::metrics_http::MetricsListener;
 use sluice::control::plane::ControlPlane;
 use sluice::control::server::{self, ControlSocket};
 use sluice::dataplane::runtime::Dataplane;
@@ -144,7 +145,7 @@ fn run(path: Option<PathBuf>, stats: Option<f64>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let metrics = match config
+    let mut metrics = match config
         .control
         .metrics
         .map(MetricsListener::bind)
@@ -181,14 +182,19 @@ fn run(path: Option<PathBuf>, stats: Option<f64>) -> ExitCode {
     println!("sluice: ready");
     let _ = std::io::stdout().flush();
 
-    let mut fds = vec![socket.raw_fd()];
-    fds.extend(metrics.as_ref().map(MetricsListener::raw_fd));
+    // The control socket's, then the metrics listener's and its clients'.
+    let mut fds = Vec::new();
     let started = Instant::now();
     let mut last = (started, plane.counters());
     while !stop.load(Ordering::Relaxed) {
+        fds.clear();
+        fds.push(socket.raw_fd());
+        if let Some(m) = &metrics {
+            m.raw_fds(&mut fds);
+        }
         server::wait_readable(&fds, Duration::from_millis(50));
         socket.serve(|request| plane.handle(request));
-        if let Some(m) = &metrics {
+        if let Some(m) = &mut metrics {
             m.serve(|| {
                 let services = plane.services_view(None).unwrap_or_else(|_| {
                     sluice::control::api::ServicesView {

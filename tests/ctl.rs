@@ -7,7 +7,7 @@ mod common;
 use common::{config, root_or_skip, service, whoami, wrk_summary, LbConfig, Sluice, Testbed, VIP};
 use std::collections::HashMap;
 use std::fs;
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
@@ -694,5 +694,50 @@ print("\n".join(codes))
         lines.iter().all(|l| *l == "HTTP/1.1 200 OK"),
         "every scrape answered: {codes}"
     );
+    lb.stop().assert_clean_exit();
+}
+
+/// The metrics listener used to read each client to the end of its request
+/// (2 s at most each) on the main lcore, which also answers the control
+/// socket: twenty connections that each sent a byte held `sluice ctl` for
+/// 25 s. It never waits on a client now.
+#[test]
+fn silent_metrics_clients_do_not_hold_up_the_control_socket() {
+    if !root_or_skip("silent_metrics_clients_do_not_hold_up_the_control_socket") {
+        return;
+    }
+    let tb = Testbed::up(2);
+    let toml = config(&http("rr", 1, 1)) + "\n[control]\nmetrics = \"127.0.0.1:9191\"\n";
+    let lb = Sluice::start(&tb, &toml);
+    let hold = r#"
+import socket, sys, time
+held = []
+for _ in range(20):
+    s = socket.create_connection(("127.0.0.1", 9191), timeout=5)
+    s.send(b"G")
+    held.append(s)
+print("holding", flush=True)
+time.sleep(15)
+"#;
+    let (mut holder, _) = tb.spawn("lb", &["python3", "-c", hold], "holder");
+    let mut line = String::new();
+    std::io::BufReader::new(holder.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "holding");
+    let asked = Instant::now();
+    let listing = lb.ctl_ok(&["-L", "-n"]);
+    let took = asked.elapsed();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(listing.contains(R1), "{listing}");
+    assert!(
+        took < Duration::from_secs(3),
+        "sluice ctl waited {took:?} behind 20 silent metrics clients"
+    );
+    // And the traffic through the VIP never noticed.
+    assert!(whoami(&tb.curl_ok(&format!("http://{VIP}/whoami")))
+        .0
+        .starts_with('r'));
     lb.stop().assert_clean_exit();
 }

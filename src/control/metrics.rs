@@ -1,5 +1,5 @@
 //! Prometheus: `GET /metrics` in the text exposition format (0.0.4), served
-//! on `[control] metrics = "ADDR:PORT"` by the main lcore.
+//! on `[control] metrics = "ADDR:PORT"` by the main lcore (`metrics_http`).
 //!
 //! Per service and per real server, the node_exporter IPVS collector's
 //! metric and label names under a `sluice_` prefix, so IPVS dashboards
@@ -8,14 +8,9 @@
 //! NIC figures.
 
 use super::api::{ServicesView, StatsView};
-use super::timed_read;
 use crate::dataplane::counters::{Counter, Counters};
 use crate::dpdk::PortStats;
 use std::fmt::Write as _;
-use std::io::{self, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
-use std::time::Duration;
 
 /// Everything a scrape shows, gathered by the caller.
 pub struct Scrape<'a> {
@@ -252,71 +247,6 @@ pub fn render(s: &Scrape) -> String {
         }
     }
     out
-}
-
-/// The HTTP listener for `/metrics`. Deliberately tiny: one GET per
-/// connection, bounded in size and time, on the main lcore.
-pub struct MetricsListener {
-    listener: TcpListener,
-}
-
-const REQUEST_LIMIT: usize = 8192;
-const DEADLINE: Duration = Duration::from_secs(2);
-
-impl MetricsListener {
-    pub fn bind(addr: SocketAddr) -> Result<MetricsListener, String> {
-        let listener =
-            TcpListener::bind(addr).map_err(|e| format!("control.metrics {addr}: {e}"))?;
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| format!("control.metrics {addr}: {e}"))?;
-        Ok(MetricsListener { listener })
-    }
-
-    pub fn raw_fd(&self) -> i32 {
-        self.listener.as_raw_fd()
-    }
-
-    pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.listener.local_addr().ok()
-    }
-
-    /// Serves every connection waiting now; `body` renders the metrics.
-    pub fn serve(&self, mut body: impl FnMut() -> String) {
-        loop {
-            match self.listener.accept() {
-                Ok((stream, _)) => serve_one(stream, &mut body),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return,
-            }
-        }
-    }
-}
-
-fn serve_one(mut stream: TcpStream, body: &mut impl FnMut() -> String) {
-    let _ = stream.set_nonblocking(false);
-    let _ = stream.set_write_timeout(Some(DEADLINE));
-    // The blank line that ends the head may straddle two reads.
-    let (req, _) = timed_read::read_request(&mut stream, DEADLINE, REQUEST_LIMIT, |b, fresh| {
-        let tail = &b[fresh.saturating_sub(3)..];
-        tail.windows(4).any(|w| w == b"\r\n\r\n") || tail.windows(2).any(|w| w == b"\n\n")
-    });
-    let line = String::from_utf8_lossy(&req);
-    let mut words = line.split_whitespace();
-    let (status, content) = match (words.next(), words.next()) {
-        (Some("GET"), Some(path)) if path == "/metrics" || path.starts_with("/metrics?") => {
-            ("200 OK", body())
-        }
-        (Some("GET"), Some(_)) => ("404 Not Found", "only /metrics here\n".to_string()),
-        _ => ("400 Bad Request", "bad request\n".to_string()),
-    };
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        content.len()
-    );
-    let _ = stream.write_all(head.as_bytes());
-    let _ = stream.write_all(content.as_bytes());
 }
 
 #[cfg(test)]

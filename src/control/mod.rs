@@ -3,15 +3,17 @@
 //! (`config`), real server counter slots (`slots`), the control plane that
 //! publishes snapshots and answers requests (`plane`), the socket protocol
 //! (`api`) and server (`server`), the `sluice ctl` client (`ctl`), the
-//! Prometheus exposition (`metrics`), the real servers' health checks
-//! (`health`), and the bounded request read that both servers use
-//! (`timed_read`). Nothing here runs per packet.
+//! Prometheus exposition (`metrics`) and its HTTP listener
+//! (`metrics_http`), the real servers' health checks (`health`), and the
+//! control socket's bounded request read (`timed_read`). Nothing here runs
+//! per packet.
 
 pub mod api;
 pub mod config;
 pub mod ctl;
 pub mod health;
 pub mod metrics;
+pub mod metrics_http;
 pub mod plane;
 pub mod server;
 pub mod slots;

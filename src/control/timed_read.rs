@@ -1,5 +1,7 @@
-//! Reading one bounded request from a client of the main lcore (the control
-//! socket, `/metrics`) within one deadline for the whole request.
+//! Reading one bounded request from a client of the control socket within
+//! one deadline for the whole request. (Only root can reach that socket;
+//! `/metrics`, which anyone on its address can, never waits on a client:
+//! `metrics_http`.)
 //!
 //! Two things make a plain `read` loop wrong here:
 //! - Signals. net_tap, the kernel twin's PMD, has the kernel signal the
