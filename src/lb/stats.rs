@@ -7,6 +7,7 @@
 
 use super::scheduler::ConnCounts;
 use super::service::RealServer;
+use super::tcp_state::Direction;
 
 /// What the control side says about a slot (from the snapshot).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -39,6 +40,21 @@ impl RealCounters {
     /// Live sessions on this slot.
     pub fn sessions(&self) -> u64 {
         u64::from(self.active) + u64::from(self.inactive)
+    }
+
+    /// A packet of `bytes` (IP header included) forwarded going `dir`.
+    #[inline]
+    pub fn count(&mut self, dir: Direction, bytes: u64) {
+        match dir {
+            Direction::Inbound => {
+                self.in_pkts += 1;
+                self.in_bytes += bytes;
+            }
+            Direction::Outbound => {
+                self.out_pkts += 1;
+                self.out_bytes += bytes;
+            }
+        }
     }
 }
 

@@ -9,6 +9,7 @@ use crate::wire::Ipv4Repr;
 use std::collections::HashMap;
 
 mod client_address;
+mod established;
 mod hostile;
 mod kernel;
 

@@ -11,16 +11,23 @@ use crate::lb::stats::ServiceConns;
 use crate::lb::synproxy::adjust as synproxy_adjust;
 
 impl<P: PacketBuf> Pipeline<P> {
-    /// Client -> VIP: find or create the session, translate toward the real
-    /// server (DNAT; FULLNAT also SNATs to a local address).
+    /// Client -> VIP: with the session `found` (`Pipeline::lookup`), or a
+    /// new one, translate toward the real server (DNAT; FULLNAT also SNATs
+    /// to a local address).
     // Every client packet comes here: once the per-packet code grew (source checks)
     // the compiler stopped inlining it, which cost 30 instructions a packet
     // (callgrind, pipebench) against the few the checks cost.
     #[inline(always)]
-    pub(super) fn inbound(&mut self, frame: &mut [u8], flow: &Flow, now: u64) -> Verdict {
+    pub(super) fn inbound(
+        &mut self,
+        frame: &mut [u8],
+        flow: &Flow,
+        found: Found,
+        now: u64,
+    ) -> Verdict {
         let (ip, l4) = (&flow.ip, &flow.l4);
         let key = flow_key(ip, l4);
-        let id = match self.sessions.lookup_inbound_tagged(&key, flow.tag) {
+        let id = match found {
             Some(id) if self.is_new_connection_on_old_session(id, l4) => {
                 // The client reuses its port for a new connection while the
                 // old one lingers in TIME_WAIT/CLOSE: retire the old session
@@ -277,13 +284,18 @@ impl<P: PacketBuf> Pipeline<P> {
     }
 
     /// Real server -> client (NAT) or -> local address (FULLNAT): translate
-    /// back to VIP -> client. Without a session the packet is not ours to
-    /// forward.
+    /// back to VIP -> client. Without a session (`found`) the packet is not
+    /// ours to forward.
     #[inline]
-    pub(super) fn outbound(&mut self, frame: &mut [u8], flow: &Flow, now: u64) -> Verdict {
+    pub(super) fn outbound(
+        &mut self,
+        frame: &mut [u8],
+        flow: &Flow,
+        found: Found,
+        now: u64,
+    ) -> Verdict {
         let (ip, l4) = (&flow.ip, &flow.l4);
-        let key = flow_key(ip, l4);
-        let Some(id) = self.sessions.lookup_outbound_tagged(&key, flow.tag) else {
+        let Some(id) = found else {
             return Verdict::Drop(Counter::DropNotServed);
         };
         if self
@@ -344,18 +356,8 @@ impl<P: PacketBuf> Pipeline<P> {
         let flags = s.flags;
         let splice = (flags & sflags::SPLICED != 0).then_some(s.splice);
         let bytes = (ip.l4_end - ETH_LEN) as u64;
-        let (toward, counter) = match dir {
-            Direction::Inbound => {
-                real.in_pkts += 1;
-                real.in_bytes += bytes;
-                (s.outbound, Counter::InPkts)
-            }
-            Direction::Outbound => {
-                real.out_pkts += 1;
-                real.out_bytes += bytes;
-                (s.inbound, Counter::OutPkts)
-            }
-        };
+        real.count(dir, bytes);
+        let (toward, counter) = toward(s, dir);
         if state != old_state {
             self.state_changed(slot, old_state, state);
         }
@@ -421,6 +423,26 @@ impl<P: PacketBuf> Pipeline<P> {
             Ok(route) => route,
             Err(reason) => return Verdict::Drop(reason),
         };
+        match self.rewrite(frame, ip, proto, src, dst, route.port) {
+            Some(offload) => Verdict::Forward(route, offload),
+            None => Verdict::Drop(Counter::DropTtlExceeded),
+        }
+    }
+
+    /// Rewrites a packet going out of `port` to `src` -> `dst` (TTL
+    /// decremented): with the checksums left to the NIC where it computes
+    /// them (what it needs to know is returned), else updated here. None,
+    /// the packet unchanged, when its TTL has run out.
+    #[inline]
+    pub(super) fn rewrite(
+        &self,
+        frame: &mut [u8],
+        ip: &Ipv4Info,
+        proto: Proto,
+        src: SocketAddrV4,
+        dst: SocketAddrV4,
+        port: u16,
+    ) -> Option<Option<(usize, Proto)>> {
         let packet = &mut frame[ETH_LEN..ip.l4_end];
         let l3_len = ip.l4_start - ETH_LEN;
         // The NIC sums the whole IP payload: a UDP datagram shorter than
@@ -430,17 +452,12 @@ impl<P: PacketBuf> Pipeline<P> {
                 || usize::from(UdpPacket::new_unchecked(&packet[l3_len..]).len())
                     == packet.len() - l3_len
         };
-        if self.snap.ports[route.port as usize].tx_checksum_offload && nic_sums_it() {
+        if self.snap.ports[port as usize].tx_checksum_offload && nic_sums_it() {
             // The NIC computes the checksum from scratch.
-            if !nat::forward_for_offload(packet, l3_len, proto, src, dst) {
-                return Verdict::Drop(Counter::DropTtlExceeded);
-            }
-            Verdict::Forward(route, Some((l3_len, proto)))
+            nat::forward_for_offload(packet, l3_len, proto, src, dst)
+                .then_some(Some((l3_len, proto)))
         } else {
-            if !nat::forward(packet, l3_len, proto, src, dst) {
-                return Verdict::Drop(Counter::DropTtlExceeded);
-            }
-            Verdict::Forward(route, None)
+            nat::forward(packet, l3_len, proto, src, dst).then_some(None)
         }
     }
 
@@ -556,6 +573,16 @@ impl<P> SessionEnds<'_, P> {
     }
 }
 
+/// Where session `s`'s packets going `dir` are rewritten to (the reverse of
+/// this key), and the counter they count in.
+#[inline]
+pub(super) fn toward(s: &Session, dir: Direction) -> (FlowKey, Counter) {
+    match dir {
+        Direction::Inbound => (s.outbound, Counter::InPkts),
+        Direction::Outbound => (s.inbound, Counter::OutPkts),
+    }
+}
+
 /// The sequence number of a TCP segment (a SYN's: the client's ISN); 0 for
 /// UDP.
 #[inline]
@@ -581,7 +608,7 @@ fn next_state(state: ConnState, dir: Direction, flags: TcpFlags) -> ConnState {
 }
 
 #[inline]
-fn timeout_ms(t: &tcp_state::Timeouts, state: ConnState) -> u64 {
+pub(super) fn timeout_ms(t: &tcp_state::Timeouts, state: ConnState) -> u64 {
     let secs = match state {
         ConnState::Tcp(s) => t.tcp(s),
         ConnState::Udp => t.udp,
