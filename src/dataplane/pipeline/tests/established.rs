@@ -86,9 +86,9 @@ struct Seen {
     mac: EthernetAddress,
 }
 
-/// The endpoints and source MAC of a TCP/UDP frame sluice sent toward
-/// the reals (not an ARP request), checksums unchecked (offload leaves
-/// them to the NIC).
+/// The endpoints of a TCP/UDP frame sluice sent toward the reals (not an
+/// ARP request), checksums unchecked (offload leaves them to the NIC), and
+/// the MAC it went to.
 fn seen(frame: &[u8]) -> Option<Seen> {
     if l2_type(frame) != ethertype::IPV4 {
         return None;
@@ -151,14 +151,20 @@ impl Twins {
         }
     }
 
-    /// Sends `frame` in on `port` to both; what they sent, the same.
+    /// Sends `frame` in on `port` to both, as a burst of one to the one
+    /// with the fast path (the workers' way) and on its own to the other;
+    /// what they sent, the same.
     fn rx(&mut self, port: u16, frame: Vec<u8>) -> Vec<(u16, Pkt)> {
         let candidate = self.candidate(&frame);
-        let mut out = Vec::new();
-        for lb in [&mut self.fast, &mut self.general] {
-            lb.p.process(port, pkt(frame.clone()), lb.now, &mut lb.io);
-            out.push(std::mem::take(&mut lb.io.sent));
-        }
+        let (f, g) = (&mut self.fast, &mut self.general);
+        let mut burst: ArrayVec<Pkt, 1> = ArrayVec::new();
+        burst.push(pkt(frame.clone()));
+        f.p.process_burst(port, &mut burst, f.now, &mut f.io);
+        g.p.process(port, pkt(frame.clone()), g.now, &mut g.io);
+        let mut out = vec![
+            std::mem::take(&mut f.io.sent),
+            std::mem::take(&mut g.io.sent),
+        ];
         assert_eq!(out[0], out[1], "sent for {frame:02x?}");
         if candidate && !out[0].is_empty() {
             self.candidates += 1;
