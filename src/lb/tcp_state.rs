@@ -71,25 +71,50 @@ pub enum Direction {
     Outbound,
 }
 
-/// The TCP header flags the state machine looks at.
+/// The TCP header flags the state machine looks at (FIN 0x01, SYN 0x02,
+/// RST 0x04, ACK 0x10, as in the header's flags byte; the others are
+/// dropped). A byte rather than four bools: a packet's whole question ("is
+/// this a plain ACK?") is then one mask and one compare.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TcpFlags {
-    pub syn: bool,
-    pub ack: bool,
-    pub fin: bool,
-    pub rst: bool,
-}
+pub struct TcpFlags(u8);
 
 impl TcpFlags {
-    /// From the TCP header's flags byte (offset 13): FIN 0x01, SYN 0x02,
-    /// RST 0x04, ACK 0x10.
-    pub fn from_bits(bits: u8) -> TcpFlags {
-        TcpFlags {
-            fin: bits & 0x01 != 0,
-            syn: bits & 0x02 != 0,
-            rst: bits & 0x04 != 0,
-            ack: bits & 0x10 != 0,
-        }
+    pub const FIN: TcpFlags = TcpFlags(0x01);
+    pub const SYN: TcpFlags = TcpFlags(0x02);
+    pub const RST: TcpFlags = TcpFlags(0x04);
+    pub const ACK: TcpFlags = TcpFlags(0x10);
+    const MASK: u8 = 0x17;
+
+    /// From the TCP header's flags byte (offset 13).
+    #[inline]
+    pub const fn from_bits(bits: u8) -> TcpFlags {
+        TcpFlags(bits & Self::MASK)
+    }
+
+    /// Whether exactly `flags` are set of the four.
+    #[inline]
+    pub const fn are(self, flags: TcpFlags) -> bool {
+        self.0 == flags.0
+    }
+
+    #[inline]
+    pub const fn syn(self) -> bool {
+        self.0 & Self::SYN.0 != 0
+    }
+
+    #[inline]
+    pub const fn ack(self) -> bool {
+        self.0 & Self::ACK.0 != 0
+    }
+
+    #[inline]
+    pub const fn fin(self) -> bool {
+        self.0 & Self::FIN.0 != 0
+    }
+
+    #[inline]
+    pub const fn rst(self) -> bool {
+        self.0 & Self::RST.0 != 0
     }
 }
 
@@ -127,13 +152,13 @@ const OUTPUT: StateTable = [
 /// `set_tcp_state()` does (its `new_state` starts as CLOSE and the table
 /// lookup is skipped).
 pub fn transition(state: TcpState, dir: Direction, flags: TcpFlags) -> TcpState {
-    let row = if flags.rst {
+    let row = if flags.rst() {
         3
-    } else if flags.syn {
+    } else if flags.syn() {
         0
-    } else if flags.fin {
+    } else if flags.fin() {
         1
-    } else if flags.ack {
+    } else if flags.ack() {
         2
     } else {
         return TcpState::Close;
@@ -224,7 +249,9 @@ mod tests {
     const RST_ACK: TcpFlags = flags(false, true, false, true);
 
     const fn flags(syn: bool, ack: bool, fin: bool, rst: bool) -> TcpFlags {
-        TcpFlags { syn, ack, fin, rst }
+        TcpFlags::from_bits(
+            (syn as u8) * 0x02 | (ack as u8) * 0x10 | (fin as u8) * 0x01 | (rst as u8) * 0x04,
+        )
     }
 
     /// Feeds packets through the state machine from NONE and returns every

@@ -124,7 +124,7 @@ impl<P: PacketBuf> Pipeline<P> {
 /// directions: ACK, and no SYN, FIN or RST.
 #[inline]
 fn unchanging(flags: TcpFlags) -> bool {
-    flags.ack && !flags.syn && !flags.fin && !flags.rst
+    flags.are(TcpFlags::ACK)
 }
 
 #[cfg(test)]

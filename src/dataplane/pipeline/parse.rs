@@ -104,12 +104,7 @@ pub(super) fn parse_l4(frame: &[u8], ip: &Ipv4Info, proto: u8) -> Result<L4Info,
             proto: Proto::Tcp,
             sport: tcp.src_port(),
             dport: tcp.dst_port(),
-            flags: TcpFlags {
-                syn: tcp.syn(),
-                ack: tcp.ack(),
-                fin: tcp.fin(),
-                rst: tcp.rst(),
-            },
+            flags: TcpFlags::from_bits(tcp.flags()),
         })
     } else {
         let udp = UdpPacket::new_checked(l4).map_err(|_| Counter::DropMalformedL4)?;

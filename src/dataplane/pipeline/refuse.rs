@@ -48,18 +48,18 @@ impl<P: PacketBuf> Pipeline<P> {
         let client_mac = EthernetFrame::new_unchecked(frame).src_addr();
         match l4.proto {
             Proto::Tcp => {
-                if l4.flags.rst {
+                if l4.flags.rst() {
                     // A reset is never answered.
                     return Verdict::Drop(Counter::DropNoRealServer);
                 }
                 let tcp = TcpPacket::new_unchecked(&frame[ip.l4_start..ip.l4_end]);
                 // RFC 793: a segment with ACK is reset at the sequence
                 // number it acknowledges; one without is acknowledged.
-                let (seq, ack, flags) = if l4.flags.ack {
+                let (seq, ack, flags) = if l4.flags.ack() {
                     (tcp.ack_number(), 0, tcp_flags::RST)
                 } else {
                     let data = (ip.l4_end - ip.l4_start).saturating_sub(tcp.header_len());
-                    let len = data as u32 + u32::from(l4.flags.syn) + u32::from(l4.flags.fin);
+                    let len = data as u32 + u32::from(l4.flags.syn()) + u32::from(l4.flags.fin());
                     (
                         0,
                         tcp.seq_number().wrapping_add(len),

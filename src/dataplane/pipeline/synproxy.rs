@@ -78,7 +78,7 @@ impl<P: PacketBuf> Pipeline<P> {
             return None;
         }
         let f = l4.flags;
-        if f.syn && !f.ack && !f.rst {
+        if f.syn() && !f.ack() && !f.rst() {
             // No real can take it: refused at once (plain forwarding's
             // RST), not after a handshake with the proxy.
             if !self.synproxy_engaged(mode, now) || !service.sched.has_available() {
@@ -86,7 +86,7 @@ impl<P: PacketBuf> Pipeline<P> {
             }
             return Some(self.synproxy_syn(frame, ip, key, mss_room, now));
         }
-        if f.ack && !f.syn && !f.rst {
+        if f.ack() && !f.syn() && !f.rst() {
             return self.synproxy_ack(frame, ip, l4, key, mode, now);
         }
         None
@@ -205,12 +205,7 @@ impl<P: PacketBuf> Pipeline<P> {
         };
         // Schedule it as any new connection, as if its SYN were here.
         let syn = L4Info {
-            flags: TcpFlags {
-                syn: true,
-                ack: false,
-                fin: false,
-                rst: false,
-            },
+            flags: TcpFlags::SYN,
             ..*l4
         };
         let id = match self.new_session(key, &syn, client_isn, now) {
@@ -341,7 +336,7 @@ impl<P: PacketBuf> Pipeline<P> {
         let client_ws = self.snap.synproxy.window_scale as i8;
         let s = self.sessions.get_mut(id)?;
         let cookie = s.splice.server_seq;
-        if l4.flags.rst {
+        if l4.flags.rst() {
             // Refused (nothing listens): the client gets the RST, at the
             // sequence number it expects after the cookie.
             s.splice = Splice {
@@ -355,7 +350,7 @@ impl<P: PacketBuf> Pipeline<P> {
             self.counters.inc(Counter::SynproxyRealRefused);
             return None;
         }
-        if !(l4.flags.syn && l4.flags.ack) {
+        if !(l4.flags.syn() && l4.flags.ack()) {
             return Some(Verdict::Drop(Counter::DropSynproxyWaiting));
         }
         let real_isn = seq;

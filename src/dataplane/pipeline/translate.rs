@@ -63,9 +63,9 @@ impl<P: PacketBuf> Pipeline<P> {
     /// A SYN (without ACK) for a TCP session that is closing down.
     #[inline]
     fn is_new_connection_on_old_session(&self, id: u32, l4: &L4Info) -> bool {
-        l4.flags.syn
-            && !l4.flags.ack
-            && !l4.flags.rst
+        l4.flags.syn()
+            && !l4.flags.ack()
+            && !l4.flags.rst()
             && matches!(
                 self.sessions.get(id).map(|s| s.state),
                 Some(ConnState::Tcp(TcpState::TimeWait | TcpState::Close))
@@ -90,7 +90,7 @@ impl<P: PacketBuf> Pipeline<P> {
         };
         // IPVS creates TCP sessions only on a SYN: anything else for an
         // unknown connection is stale or forged.
-        if l4.proto == Proto::Tcp && !(l4.flags.syn && !l4.flags.ack && !l4.flags.rst) {
+        if l4.proto == Proto::Tcp && !(l4.flags.syn() && !l4.flags.ack() && !l4.flags.rst()) {
             return Err(Counter::DropNoSession);
         }
         if l4.proto == Proto::Tcp {
