@@ -42,6 +42,10 @@ struct Args {
     /// what the partial-checksum test costs where it runs.
     #[arg(long)]
     virtual_port: bool,
+    /// Live sessions from which bursts go in stages (default: sluice's
+    /// own, `STAGE_FROM`); 0 always in stages, to compare the two ways.
+    #[arg(long)]
+    stage_from: Option<usize>,
     /// Modes to run; repeat for several (one alone is what an instruction
     /// count under callgrind needs).
     #[arg(long, value_parser = ["nat", "fullnat", "fullnat-proxy"],
@@ -219,7 +223,7 @@ fn rdtsc() -> u64 {
     0
 }
 
-fn run(mode: &str, flows: usize, packets: usize, virtual_port: bool) {
+fn run(mode: &str, flows: usize, packets: usize, virtual_port: bool, stage_from: Option<usize>) {
     let snap = Snapshot::build(
         &config(mode, flows),
         &[PortFacts {
@@ -232,6 +236,9 @@ fn run(mode: &str, flows: usize, packets: usize, virtual_port: bool) {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let mut p: Pipeline<Box<Buf>> = Pipeline::new(Arc::new(snap), 0);
+    if let Some(n) = stage_from {
+        p.stage_bursts_from(n);
+    }
     let mut sink = Sink::default();
     sink.sent_bufs.reserve(64);
 
@@ -325,13 +332,17 @@ fn run(mode: &str, flows: usize, packets: usize, virtual_port: bool) {
     let build = rdtsc() - t1;
     let per_pkt = (cycles.saturating_sub(build)) as f64 / n as f64;
     let port = if virtual_port { "-virtual" } else { "" };
+    let stages = match stage_from {
+        Some(n) => format!("-stages-from-{n}"),
+        None => String::new(),
+    };
     println!(
-        "{mode:13} {flows:>8} sessions{port}: {per_pkt:7.1} cycles/packet in the pipeline ({:.2} Mpps with frame building, {} bytes/session)",
+        "{mode:13} {flows:>8} sessions{port}{stages}: {per_pkt:7.1} cycles/packet in the pipeline ({:.2} Mpps with frame building, {} bytes/session)",
         n as f64 / secs / 1e6,
         p.sessions().memory_bytes() / p.sessions().capacity().max(1),
     );
     println!(
-        "{{\"case\":\"pipeline-{mode}-{flows}{port}\",\"cycles_per_pkt\":{per_pkt:.1},\"sessions\":{flows},\"session_bytes\":{}}}",
+        "{{\"case\":\"pipeline-{mode}-{flows}{port}{stages}\",\"cycles_per_pkt\":{per_pkt:.1},\"sessions\":{flows},\"session_bytes\":{}}}",
         p.sessions().memory_bytes() / p.sessions().capacity().max(1)
     );
 }
@@ -474,7 +485,13 @@ fn main() {
     let args = Args::parse();
     for mode in &args.mode {
         for &flows in &args.flows {
-            run(mode, flows, args.packets.max(flows), args.virtual_port);
+            run(
+                mode,
+                flows,
+                args.packets.max(flows),
+                args.virtual_port,
+                args.stage_from,
+            );
         }
     }
     if args.handshakes > 0 {

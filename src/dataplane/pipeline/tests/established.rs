@@ -122,6 +122,8 @@ struct Twins {
     /// Frames both sent that the fast path may have taken: data or ACK
     /// segments of ESTABLISHED sessions and UDP datagrams of live ones.
     candidates: usize,
+    /// Frames sent so far.
+    frames: usize,
 }
 
 impl Twins {
@@ -140,6 +142,7 @@ impl Twins {
             general,
             neighbours,
             candidates: 0,
+            frames: 0,
         };
         twins.refresh_neighbours();
         twins
@@ -152,11 +155,15 @@ impl Twins {
     }
 
     /// Sends `frame` in on `port` to both, as a burst of one to the one
-    /// with the fast path (the workers' way) and on its own to the other;
-    /// what they sent, the same.
+    /// with the fast path (the workers' way, in stages for every other
+    /// frame and frame by frame for the rest, as with few sessions) and on
+    /// its own to the other; what they sent, the same.
     fn rx(&mut self, port: u16, frame: Vec<u8>) -> Vec<(u16, Pkt)> {
         let candidate = self.candidate(&frame);
+        self.frames += 1;
+        let staged = self.frames % 2 == 0;
         let (f, g) = (&mut self.fast, &mut self.general);
+        f.p.stage_bursts_from(if staged { 0 } else { usize::MAX });
         let mut burst: ArrayVec<Pkt, 1> = ArrayVec::new();
         burst.push(pkt(frame.clone()));
         f.p.process_burst(port, &mut burst, f.now, &mut f.io);
