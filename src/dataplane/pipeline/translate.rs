@@ -432,8 +432,10 @@ impl<P: PacketBuf> Pipeline<P> {
     /// Rewrites a packet going out of `port` to `src` -> `dst` (TTL
     /// decremented): with the checksums left to the NIC where it computes
     /// them (what it needs to know is returned), else updated here. None,
-    /// the packet unchanged, when its TTL has run out.
-    #[inline]
+    /// the packet unchanged, when its TTL has run out. Inlined: a call
+    /// passes seven arguments, some on the stack, and cost the fast path
+    /// 15 instructions a packet of 764 (callgrind, pipebench FULLNAT 1K).
+    #[inline(always)]
     pub(super) fn rewrite(
         &self,
         frame: &mut [u8],
