@@ -806,7 +806,7 @@ impl<P: PacketBuf> Pipeline<P> {
 
     /// The session of a TCP/UDP packet, by its key on the side it comes
     /// from.
-    #[inline]
+    #[inline(always)]
     fn lookup(&self, flow: &Flow) -> Found {
         let key = flow_key(&flow.ip, &flow.l4);
         match flow.inbound {
