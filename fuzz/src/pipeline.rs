@@ -1136,7 +1136,7 @@ impl World {
         let now = self.now;
         let before = self.fates();
         self.frames += 1;
-        let staged = self.frames % 2 == 0;
+        let staged = self.frames.is_multiple_of(2);
         let (p, io) = &mut self.workers[w];
         let pkt = Buf::new(frame, ok);
         if op.flags & flag::HANDOFF != 0 {

@@ -249,8 +249,18 @@ mod tests {
     const RST_ACK: TcpFlags = flags(false, true, false, true);
 
     const fn flags(syn: bool, ack: bool, fin: bool, rst: bool) -> TcpFlags {
-        TcpFlags::from_bits(
-            (syn as u8) * 0x02 | (ack as u8) * 0x10 | (fin as u8) * 0x01 | (rst as u8) * 0x04,
+        const fn bit(set: bool, f: TcpFlags) -> u8 {
+            if set {
+                f.0
+            } else {
+                0
+            }
+        }
+        TcpFlags(
+            bit(syn, TcpFlags::SYN)
+                | bit(ack, TcpFlags::ACK)
+                | bit(fin, TcpFlags::FIN)
+                | bit(rst, TcpFlags::RST),
         )
     }
 

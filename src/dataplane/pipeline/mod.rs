@@ -200,11 +200,12 @@ const EXPIRE_BUDGET: usize = 4096;
 const NEXTHOP_CACHE_MS: u64 = 1000;
 
 /// Live sessions from which a burst goes in stages (`process_burst`).
-/// Below, the tables sit in the core's caches and a frame goes through
-/// from start to end at once; the stages, there to overlap cache misses,
-/// would cost 10% more cycles a packet for nothing. pipebench FULLNAT on
-/// this project's machine (perf/RESULTS.md): one pass 10% faster at 1K and
-/// 4K sessions, the same at 8K to 32K, three times slower at 128K.
+/// Below, the tables stay in the core's caches and a frame goes through
+/// from start to end at once: the stages are there to overlap cache
+/// misses, and with few misses their bookkeeping costs more than it
+/// saves. On this project's machine (perf/RESULTS.md), one pass took 10%
+/// fewer cycles a packet at 1K and 4K sessions in pipebench (3-5% beside
+/// testpmd), the same at 8K to 32K, and more than twice as many at 128K.
 pub const STAGE_FROM: usize = 8192;
 
 /// Templates a pipeline made on its own has room for (tests, tools).
@@ -537,8 +538,8 @@ impl<P: PacketBuf> Pipeline<P> {
         const SESSION_PREFETCH_BEHIND: usize = 8;
         self.counters.add(Counter::RxPackets, pkts.len() as u64);
         if self.sessions.len() < self.stage_from {
-            // Every session is in the cache: the stages would only add
-            // their bookkeeping (10% of a packet's cycles at 1K sessions).
+            // The tables fit in the caches: the stages would mostly add
+            // their bookkeeping (see `STAGE_FROM`).
             for p in pkts.drain(..) {
                 self.handle(in_port, p, now, io, Source::Rx);
             }

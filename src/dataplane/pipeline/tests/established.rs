@@ -161,7 +161,7 @@ impl Twins {
     fn rx(&mut self, port: u16, frame: Vec<u8>) -> Vec<(u16, Pkt)> {
         let candidate = self.candidate(&frame);
         self.frames += 1;
-        let staged = self.frames % 2 == 0;
+        let staged = self.frames.is_multiple_of(2);
         let (f, g) = (&mut self.fast, &mut self.general);
         f.p.stage_bursts_from(if staged { 0 } else { usize::MAX });
         let mut burst: ArrayVec<Pkt, 1> = ArrayVec::new();
