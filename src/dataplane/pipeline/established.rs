@@ -88,18 +88,13 @@ impl<P: PacketBuf> Pipeline<P> {
         // routes and the neighbours, filling the cache): a cache that cannot
         // hold every client and real must not send their packets the long
         // way twice. One waiting for ARP is the general path's.
-        let (out_port, mac) = match self.nexthops.get(to.src) {
-            // A hit, inline: through `resolve`, out of line, it costs 19
-            // instructions more (callgrind, pipebench FULLNAT 1K).
-            Some(r) => (r.port, r.mac),
-            None => match self.resolve(to.src, now) {
-                Ok(Route {
-                    port,
-                    mac: Some(mac),
-                    ..
-                }) => (port, mac),
-                _ => return Err(pkt),
-            },
+        let Ok(Route {
+            port: out_port,
+            mac: Some(mac),
+            ..
+        }) = self.resolve(to.src, now)
+        else {
+            return Err(pkt);
         };
         let src = SocketAddrV4::new(to.dst, to.dport);
         let dst = SocketAddrV4::new(to.src, to.sport);
