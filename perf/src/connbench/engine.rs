@@ -20,8 +20,13 @@ use std::sync::Arc;
 
 /// Retransmission-timer slots looked at per loop iteration.
 const TIMER_SCAN: usize = 64;
-/// How long to wait for the VIP's MAC before giving up, seconds.
-const ARP_GIVE_UP_S: u64 = 10;
+/// How long to wait for the VIP's MAC before giving up, seconds. sluice
+/// answers ARP only once its worker has built its session table, which for
+/// 16M sessions has taken 16-20 s on a host whose memory was fragmented (no
+/// transparent huge pages to be had); with zero-copy memif connbench starts
+/// first and its clock runs all that time. Longer than connbench.sh's 30 s
+/// wait for sluice's "ready", so that a slow start is reported there.
+const ARP_GIVE_UP_S: u64 = 60;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 #[repr(u8)]
