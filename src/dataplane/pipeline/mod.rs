@@ -604,7 +604,10 @@ impl<P: PacketBuf> Pipeline<P> {
         self.handle(in_port, pkt, now, io, Source::Handoff);
     }
 
-    #[inline]
+    /// One frame from start to end. Inlined into the burst loop: called,
+    /// its prologue and epilogue (six saved registers, a stack frame) cost
+    /// 31 instructions a packet of 726 (callgrind, pipebench FULLNAT 1K).
+    #[inline(always)]
     fn handle(&mut self, in_port: u16, mut pkt: P, now: u64, io: &mut impl Io<P>, source: Source) {
         let sum = pkt.rx_ip_checksum();
         let front = self.front(in_port, pkt.data_mut(), sum, source);
