@@ -15,8 +15,8 @@ pub use crate::lb::stats::SlotState;
 use crate::lb::synproxy;
 use crate::lb::tcp_state::Timeouts;
 use crate::lb::Proto;
+use crate::net::addr_map::AddrMap;
 use crate::net::cidr::Ipv4Cidr;
-use crate::net::hash::FastInt;
 use crate::net::route::RouteTable;
 use crate::wire::EthernetAddress;
 use hashbrown::HashMap;
@@ -133,39 +133,9 @@ pub struct Snapshot {
     /// Interface address -> its port.
     interface_addrs: HashMap<Ipv4Addr, u16>,
     /// What each of our addresses is (VIP, local, interface): one lookup
-    /// per packet classifies its destination.
-    destinations: HashMap<u32, Destination, FastInt>,
-    /// A 4096-bit filter of the same addresses, so that checking a source
-    /// (almost never ours) costs a multiply and a bit test, not a lookup.
-    own_filter: OwnFilter,
-}
-
-/// A one-hash Bloom filter of our addresses: a clear bit proves an address
-/// is not ours; a set one sends the check to the map. A few hundred
-/// addresses set a few percent of the 4096 bits; 512 bytes stay in cache.
-#[derive(Debug, Clone)]
-struct OwnFilter([u64; 64]);
-
-impl OwnFilter {
-    fn new(addrs: impl Iterator<Item = u32>) -> OwnFilter {
-        let mut f = OwnFilter([0; 64]);
-        for a in addrs {
-            let bit = Self::bit(a);
-            f.0[bit / 64] |= 1 << (bit % 64);
-        }
-        f
-    }
-
-    #[inline]
-    fn bit(addr: u32) -> usize {
-        (addr.wrapping_mul(0x9e37_79b1) >> 20) as usize
-    }
-
-    #[inline]
-    fn may_contain(&self, addr: u32) -> bool {
-        let bit = Self::bit(addr);
-        self.0[bit / 64] & (1 << (bit % 64)) != 0
-    }
+    /// per packet classifies its destination, another checks its source
+    /// (almost never ours: a multiply and one load that finds an empty slot).
+    destinations: AddrMap<Destination>,
 }
 
 impl Snapshot {
@@ -338,7 +308,6 @@ impl Snapshot {
             arp_rate_limit: dataplane.arp_rate_limit,
             workers: workers.max(1),
             slots,
-            own_filter: OwnFilter::new(destinations.keys().copied()),
             destinations,
             services,
             interface_addrs,
@@ -348,19 +317,14 @@ impl Snapshot {
     /// Classifies a destination address.
     #[inline]
     pub fn destination(&self, addr: Ipv4Addr) -> Destination {
-        self.destinations
-            .get(&u32::from(addr))
-            .copied()
-            .unwrap_or(Destination::Foreign)
+        self.destinations.get(addr).unwrap_or(Destination::Foreign)
     }
 
     /// Whether `addr` is one of ours: an interface address, a VIP or a local
-    /// address (retired ones included). A bit test, and a lookup only for
-    /// the few addresses the filter cannot tell from ours.
+    /// address (retired ones included).
     #[inline]
     pub fn is_own_addr(&self, addr: Ipv4Addr) -> bool {
-        let a = u32::from(addr);
-        self.own_filter.may_contain(a) && self.destinations.contains_key(&a)
+        self.destinations.contains(addr)
     }
 
     /// Whether `mac` is one of our ports' MACs.
@@ -402,7 +366,7 @@ impl Snapshot {
             .destinations
             .iter()
             .filter(|(_, d)| matches!(d, Destination::Vip | Destination::Laddr))
-            .map(|(&a, _)| Ipv4Addr::from(a))
+            .map(|(a, _)| a)
             .collect();
         out.sort();
         out
@@ -422,41 +386,23 @@ impl Snapshot {
 
 /// Our addresses and what they are. A VIP wins over a local address (the
 /// state refuses that overlap anyway), which wins over an interface
-/// address.
+/// address: in `AddrMap::new` a later entry wins.
 fn destinations(
     services: &ServiceTable,
     interface_addrs: &HashMap<Ipv4Addr, u16>,
     retired: &[(Ipv4Addr, Destination)],
-) -> HashMap<u32, Destination, FastInt> {
-    let mut out: HashMap<u32, Destination, FastInt> = interface_addrs
-        .keys()
-        .map(|&a| (u32::from(a), Destination::Interface))
-        .collect();
-    for &(a, d) in retired {
-        out.insert(u32::from(a), d);
-    }
-    for (_, s) in services.iter() {
-        for &l in &s.laddrs {
-            out.insert(u32::from(l), Destination::Laddr);
-        }
-    }
-    for (_, s) in services.iter() {
-        out.insert(u32::from(*s.key.vip.ip()), Destination::Vip);
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_own_address_filter_has_no_false_negatives_and_few_positives() {
-        let ours: Vec<u32> = (0..256u32).map(|i| 0x0a0a_0000 | (i * 7)).collect();
-        let f = OwnFilter::new(ours.iter().copied());
-        assert!(ours.iter().all(|&a| f.may_contain(a)));
-        let others = (0..100_000u32).map(|i| 0xc0a8_0000u32.wrapping_add(i * 13));
-        let false_positives = others.filter(|&a| f.may_contain(a)).count();
-        assert!(false_positives < 10_000, "{false_positives}");
-    }
+) -> AddrMap<Destination> {
+    let interfaces = interface_addrs.keys().map(|&a| (a, Destination::Interface));
+    let laddrs = services
+        .iter()
+        .flat_map(|(_, s)| s.laddrs.iter().map(|&l| (l, Destination::Laddr)));
+    let vips = services
+        .iter()
+        .map(|(_, s)| (*s.key.vip.ip(), Destination::Vip));
+    AddrMap::new(
+        interfaces
+            .chain(retired.iter().copied())
+            .chain(laddrs)
+            .chain(vips),
+    )
 }

@@ -1,13 +1,15 @@
 //! Layer-3 state the dataplane consults for every packet it sends: IPv4
-//! prefixes (`cidr`), the routing table (`route`) and the ARP neighbour cache
+//! prefixes (`cidr`), the routing table (`route`), the ARP neighbour cache
 //! with its per-neighbour queue of packets waiting for resolution
-//! (`neighbour`).
+//! (`neighbour`), and the map of sluice's own addresses that classifies
+//! every packet's destination and source (`addr_map`).
 //!
 //! Plain data structures only: no DPDK, no packet parsing, no clock. Callers
 //! pass the current time as milliseconds from a monotonic clock, so tests can
 //! drive every timer by hand. After construction, lookups and the
 //! per-packet calls allocate nothing, take no locks and never panic.
 
+pub mod addr_map;
 pub mod cidr;
 pub mod hash;
 pub mod neighbour;
