@@ -589,11 +589,7 @@ impl<P: PacketBuf> Pipeline<P> {
             // Taken out, the frame's first stage is done with; what is
             // left in its place is never read.
             let front = std::mem::replace(&mut fronts[i], Front::Arp);
-            let Some((mut p, found)) = self.try_established(p, &front, now, io) else {
-                continue;
-            };
-            let verdict = self.finish(in_port, p.data_mut(), front, found, now, io, Source::Rx);
-            self.dispatch(in_port, p, verdict, now, io);
+            self.after_front(in_port, p, front, now, io, Source::Rx);
         }
     }
 
@@ -611,6 +607,22 @@ impl<P: PacketBuf> Pipeline<P> {
     fn handle(&mut self, in_port: u16, mut pkt: P, now: u64, io: &mut impl Io<P>, source: Source) {
         let sum = pkt.rx_ip_checksum();
         let front = self.front(in_port, pkt.data_mut(), sum, source);
+        self.after_front(in_port, pkt, front, now, io, source);
+    }
+
+    /// Everything after `front`, the same one frame at a time and in
+    /// stages: the fast path, else the session work and its verdict
+    /// carried out.
+    #[inline(always)]
+    fn after_front(
+        &mut self,
+        in_port: u16,
+        pkt: P,
+        front: Front,
+        now: u64,
+        io: &mut impl Io<P>,
+        source: Source,
+    ) {
         let Some((mut pkt, found)) = self.try_established(pkt, &front, now, io) else {
             return;
         };
