@@ -34,19 +34,22 @@ pub fn sum(data: &[u8]) -> u32 {
 }
 
 /// Folds the carries of a 32-bit sum back into 16 bits (end-around carry).
+///
+/// One addition of the halves and its carry added back: an addition that
+/// carried left at most 0xfffe, so adding the carry cannot carry again
+/// (an add and an add-with-carry; two rounds of mask, shift and add cost
+/// twice the instructions). Nonzero sums give 1..=0xffff, zero gives zero.
 #[inline]
 pub fn fold(sum: u32) -> u16 {
-    // Two rounds suffice: after the first the value is at most 0x1fffe.
-    let sum = (sum & 0xffff) + (sum >> 16);
-    let sum = (sum & 0xffff) + (sum >> 16);
-    sum as u16
+    let (low, carry) = (sum as u16).overflowing_add((sum >> 16) as u16);
+    low + u16::from(carry)
 }
 
+/// `fold` for a 64-bit sum: to 32 bits the same way, then `fold`.
 #[inline]
 fn fold64(sum: u64) -> u16 {
-    let sum = (sum & 0xffff_ffff) + (sum >> 32);
-    let sum = (sum & 0xffff_ffff) + (sum >> 32);
-    fold((sum as u32 & 0xffff) + (sum as u32 >> 16))
+    let (low, carry) = (sum as u32).overflowing_add((sum >> 32) as u32);
+    fold(low + u32::from(carry))
 }
 
 /// The ones' complement sum of `data` (not inverted).
@@ -250,6 +253,40 @@ mod tests {
         }
         fn addr(&mut self) -> Ipv4Addr {
             Ipv4Addr::from(self.next() as u32)
+        }
+    }
+
+    #[test]
+    fn folds_are_the_sum_modulo_0xffff() {
+        // What a fold must give: the sum modulo 0xffff, as 1..=0xffff for
+        // a nonzero sum (0xffff is ones' complement's "minus zero").
+        fn reference(sum: u64) -> u16 {
+            match sum {
+                0 => 0,
+                s => match (s % 0xffff) as u16 {
+                    0 => 0xffff,
+                    r => r,
+                },
+            }
+        }
+        let edges = [
+            0u64,
+            1,
+            0xfffe,
+            0xffff,
+            0x1_0000,
+            0x1_fffe,
+            0xffff_ffff,
+            0x1_0000_0000,
+            0xffff_ffff_0000_0001,
+            0xffff_fffe_ffff_ffff,
+            u64::MAX,
+        ];
+        let spread = (0..200_000u64).map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        for sum in edges.into_iter().chain(spread) {
+            assert_eq!(fold64(sum), reference(sum), "{sum:#x}");
+            let low = sum as u32;
+            assert_eq!(fold(low), reference(u64::from(low)), "{low:#x}");
         }
     }
 
