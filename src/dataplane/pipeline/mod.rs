@@ -918,11 +918,15 @@ impl<P: PacketBuf> Pipeline<P> {
     }
 }
 
+/// Addresses a frame that `front` validated. Through the header as an
+/// array, the two writes need no bounds checks of their own.
 #[inline]
 fn write_l2(frame: &mut [u8], src: EthernetAddress, dst: EthernetAddress) {
-    let mut eth = EthernetFrame::new_unchecked(frame);
-    eth.set_src_addr(src);
-    eth.set_dst_addr(dst);
+    if let Some(header) = frame.first_chunk_mut::<{ EthernetFrame::<&[u8]>::HEADER_LEN }>() {
+        let mut eth = EthernetFrame::new_unchecked(header);
+        eth.set_src_addr(src);
+        eth.set_dst_addr(dst);
+    }
 }
 
 #[cfg(test)]
