@@ -151,7 +151,7 @@ const OUTPUT: StateTable = [
 /// then ack. A packet with none of them moves the connection to CLOSE, as
 /// `set_tcp_state()` does (its `new_state` starts as CLOSE and the table
 /// lookup is skipped).
-pub fn transition(state: TcpState, dir: Direction, flags: TcpFlags) -> TcpState {
+pub const fn transition(state: TcpState, dir: Direction, flags: TcpFlags) -> TcpState {
     let row = if flags.rst() {
         3
     } else if flags.syn() {
@@ -169,6 +169,31 @@ pub fn transition(state: TcpState, dir: Direction, flags: TcpFlags) -> TcpState 
     };
     table[row][state as usize]
 }
+
+/// Whether a segment with `flags` leaves ESTABLISHED as it is, in either
+/// direction (the tables' ES column: an ACK, or a SYN, which is a
+/// retransmitted or stray one, without RST). A shift and a bit test, so
+/// that the fast path asks it before any lookup.
+#[inline]
+pub const fn keeps_established(flags: TcpFlags) -> bool {
+    KEEPS_ESTABLISHED >> flags.0 & 1 != 0
+}
+
+/// Bit `b` set: a segment whose (masked) flags byte is `b` leaves
+/// ESTABLISHED as it is. Made from the INPUT table when compiled; the
+/// OUTPUT table's ES column agrees (a test checks both).
+const KEEPS_ESTABLISHED: u32 = {
+    let mut mask = 0;
+    let mut bits = 0;
+    while bits <= TcpFlags::MASK {
+        let next = transition(ES, Direction::Inbound, TcpFlags::from_bits(bits));
+        if matches!(next, ES) {
+            mask |= 1 << bits;
+        }
+        bits += 1;
+    }
+    mask
+};
 
 /// Idle timeouts in seconds. `Default` is IPVS's defaults (`tcp_timeouts[]`
 /// and `udp_timeouts[]`).
@@ -247,6 +272,29 @@ mod tests {
     const FIN_ACK: TcpFlags = flags(false, true, true, false);
     const RST: TcpFlags = flags(false, false, false, true);
     const RST_ACK: TcpFlags = flags(false, true, false, true);
+
+    #[test]
+    fn keeps_established_is_the_tables_es_column() {
+        for bits in 0..=u8::MAX {
+            let f = TcpFlags::from_bits(bits);
+            let kept = [IN, OUT].map(|dir| transition(ES, dir, f) == ES);
+            assert_eq!(kept, [keeps_established(f); 2], "{bits:#04x}");
+        }
+        // What it takes and refuses, by name (0x03: SYN wins over FIN, as
+        // in the kernel's tcp_state_idx()).
+        for f in [
+            ACK,
+            SYN,
+            SYN_ACK,
+            TcpFlags::from_bits(0x18),
+            TcpFlags::from_bits(0x03),
+        ] {
+            assert!(keeps_established(f), "{f:?}");
+        }
+        for f in [FIN_ACK, RST, RST_ACK, TcpFlags::from_bits(0x08)] {
+            assert!(!keeps_established(f), "{f:?}");
+        }
+    }
 
     const fn flags(syn: bool, ack: bool, fin: bool, rst: bool) -> TcpFlags {
         const fn bit(set: bool, f: TcpFlags) -> u8 {

@@ -1,6 +1,6 @@
 //! The fast path: a packet of a session that it cannot change. Nearly every
-//! packet a load balancer forwards is one (a TCP segment with ACK and no
-//! SYN, FIN or RST in ESTABLISHED, a UDP datagram), and for it the general
+//! packet a load balancer forwards is one (a TCP segment in ESTABLISHED
+//! with an ACK or a SYN and no FIN or RST, a UDP datagram), and for it the general
 //! path's steps (a state transition that leaves the state as it was, the
 //! SYN proxy's, the splice's and the client address's turns, a verdict
 //! carried back to be dispatched) come to a plain rewrite and a send. Here
@@ -13,6 +13,7 @@
 use super::translate::{timeout_ms, toward};
 use super::*;
 use crate::lb::session::flags as sflags;
+use crate::lb::tcp_state::keeps_established;
 
 /// Session flags that give a packet more to do than a rewrite: the SYN
 /// proxy's wait, a splice, a client address still to be told.
@@ -35,7 +36,9 @@ impl<P: PacketBuf> Pipeline<P> {
         let Front::Flow(flow) = front else {
             return Some((pkt, None));
         };
-        if !self.established_path() || !(flow.l4.proto == Proto::Udp || unchanging(flow.l4.flags)) {
+        if !self.established_path()
+            || !(flow.l4.proto == Proto::Udp || keeps_established(flow.l4.flags))
+        {
             return Some((pkt, None));
         }
         let found = self.lookup(flow);
@@ -65,7 +68,7 @@ impl<P: PacketBuf> Pipeline<P> {
             return Err(pkt);
         };
         let unchanged = match s.state {
-            ConnState::Tcp(TcpState::Established) => unchanging(l4.flags),
+            ConnState::Tcp(TcpState::Established) => keeps_established(l4.flags),
             ConnState::Udp => true,
             _ => false,
         };
@@ -117,35 +120,5 @@ impl<P: PacketBuf> Pipeline<P> {
         write_l2(pkt.data_mut(), port_mac, EthernetAddress(mac));
         io.send(out_port, pkt);
         Ok(())
-    }
-}
-
-/// A TCP segment that leaves an ESTABLISHED connection ESTABLISHED in both
-/// directions: ACK, and no SYN, FIN or RST.
-#[inline]
-fn unchanging(flags: TcpFlags) -> bool {
-    flags.are(TcpFlags::ACK)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn unchanging_segments_leave_established_as_it_is() {
-        for bits in 0..=0x3fu8 {
-            let flags = TcpFlags::from_bits(bits);
-            for dir in [Direction::Inbound, Direction::Outbound] {
-                let next = tcp_state::transition(TcpState::Established, dir, flags);
-                if unchanging(flags) {
-                    assert_eq!(next, TcpState::Established, "{bits:#x} {dir:?}");
-                }
-            }
-        }
-        // And the segments it refuses are the ones that matter.
-        assert!(!unchanging(TcpFlags::from_bits(0x11)));
-        assert!(!unchanging(TcpFlags::from_bits(0x12)));
-        assert!(!unchanging(TcpFlags::from_bits(0x14)));
-        assert!(unchanging(TcpFlags::from_bits(0x18)));
     }
 }

@@ -180,8 +180,9 @@ impl Twins {
         out.swap_remove(0)
     }
 
-    /// Whether `frame` belongs to an ESTABLISHED TCP session and carries
-    /// no SYN, FIN or RST, or to a UDP session (in either direction).
+    /// Whether `frame` belongs to an ESTABLISHED TCP session and leaves it
+    /// so (an ACK or a SYN, no RST), or to a UDP session (in either
+    /// direction).
     fn candidate(&self, frame: &[u8]) -> bool {
         if l2_type(frame) != ethertype::IPV4 {
             return false;
@@ -191,7 +192,7 @@ impl Twins {
         let (proto, segment_ok) = match ipp.protocol() {
             protocol::TCP => (
                 Proto::Tcp,
-                l4[13] & (flags::SYN | flags::FIN | flags::RST) == 0,
+                tcp_state::keeps_established(TcpFlags::from_bits(l4[13])),
             ),
             _ => (Proto::Udp, true),
         };
