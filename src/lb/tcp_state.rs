@@ -176,7 +176,7 @@ pub const fn transition(state: TcpState, dir: Direction, flags: TcpFlags) -> Tcp
 /// that the fast path asks it before any lookup.
 #[inline]
 pub const fn keeps_established(flags: TcpFlags) -> bool {
-    KEEPS_ESTABLISHED >> flags.0 & 1 != 0
+    (KEEPS_ESTABLISHED >> flags.0) & 1 != 0
 }
 
 /// Bit `b` set: a segment whose (masked) flags byte is `b` leaves
