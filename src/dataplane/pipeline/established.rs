@@ -1,14 +1,14 @@
 //! The fast path: a packet of a session that it cannot change. Nearly every
-//! packet a load balancer forwards is one (a TCP segment in ESTABLISHED
-//! with an ACK or a SYN and no FIN or RST, a UDP datagram), and for it the general
-//! path's steps (a state transition that leaves the state as it was, the
-//! SYN proxy's, the splice's and the client address's turns, a verdict
-//! carried back to be dispatched) come to a plain rewrite and a send. Here
-//! they are checked in one place and skipped; anything else, or anything
-//! this path cannot finish (a next hop waiting for ARP, a TTL at its end),
-//! goes the general way with the session already found, and is handled
-//! exactly as before. A unit test holds the two paths against each other
-//! (`tests/established.rs`).
+//! packet a load balancer forwards is one (a TCP segment that leaves its
+//! connection ESTABLISHED: an ACK, or a retransmitted SYN; a UDP datagram),
+//! and for it the general path's steps (a state transition that leaves the
+//! state as it was, the SYN proxy's, the splice's and the client address's
+//! turns, a verdict carried back to be dispatched) come to a plain rewrite
+//! and a send. Here they are checked in one place and skipped; anything
+//! else, or anything this path cannot finish (a next hop waiting for ARP, a
+//! TTL at its end), goes the general way with the session already found,
+//! and is handled exactly as before. A unit test holds the two paths
+//! against each other (`tests/established.rs`).
 
 use super::translate::{timeout_ms, toward};
 use super::*;
