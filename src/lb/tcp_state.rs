@@ -73,8 +73,9 @@ pub enum Direction {
 
 /// The TCP header flags the state machine looks at (FIN 0x01, SYN 0x02,
 /// RST 0x04, ACK 0x10, as in the header's flags byte; the others are
-/// dropped). A byte rather than four bools: a packet's whole question ("is
-/// this a plain ACK?") is then one mask and one compare.
+/// dropped). A byte rather than four bools: the fast path's question
+/// ("does this leave ESTABLISHED as it is?") is then one bit test
+/// (`keeps_established`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TcpFlags(u8);
 
@@ -89,12 +90,6 @@ impl TcpFlags {
     #[inline]
     pub const fn from_bits(bits: u8) -> TcpFlags {
         TcpFlags(bits & Self::MASK)
-    }
-
-    /// Whether exactly `flags` are set of the four.
-    #[inline]
-    pub const fn are(self, flags: TcpFlags) -> bool {
-        self.0 == flags.0
     }
 
     #[inline]
