@@ -185,6 +185,15 @@ impl std::error::Error for InsertError {}
 /// so at most this much late (given enough budget).
 pub const WHEEL_TICK_MS: u64 = 1000;
 
+/// `expires_ms` as the wheel acts on it: rounded up to a whole tick. A
+/// session's removal comes at the same tick either way; stored so, the
+/// expiry of a busy session stays the same value for a tick's worth of its
+/// packets, which then need not write it.
+#[inline]
+pub fn on_tick(expires_ms: u64) -> u64 {
+    expires_ms.div_ceil(WHEEL_TICK_MS) * WHEEL_TICK_MS
+}
+
 /// Ticks in one turn of the wheel: more than the longest default timeout
 /// (900 s), so most sessions are looked at once, when they are due. Longer
 /// timeouts work too: such a session is re-filed once per turn.

@@ -13,6 +13,7 @@
 use super::translate::{timeout_ms, toward};
 use super::*;
 use crate::lb::session::flags as sflags;
+use crate::lb::session::{on_tick, WHEEL_TICK_MS};
 use crate::lb::tcp_state::keeps_established;
 
 /// Session flags that give a packet more to do than a rewrite: the SYN
@@ -72,12 +73,20 @@ impl<P: PacketBuf> Pipeline<P> {
             ConnState::Udp => true,
             _ => false,
         };
+        // The session's expiry sits on the timer wheel's tick (`expiry`).
+        // This packet's, to the millisecond, falls in a tick before it
+        // (a shorter timeout since a reload: re-filing the session in the
+        // wheel is the general path's work), or in that same tick (nothing
+        // to write: the session's line stays clean, where at a million
+        // sessions each write costs a write-back to memory), or after it
+        // (a write, once a tick, of the tick it falls in). The division
+        // that rounding takes is left to those writes.
         let expires = now + timeout_ms(&self.snap.timeouts, s.state);
-        // An earlier expiry (a shorter timeout since a reload) re-files
-        // the session in the timer wheel: the general path's work.
-        if !unchanged || s.flags & MORE_TO_DO != 0 || ip.maybe_partial || expires < s.expires {
+        let earlier = expires + WHEEL_TICK_MS <= s.expires;
+        if !unchanged || s.flags & MORE_TO_DO != 0 || ip.maybe_partial || earlier {
             return Err(pkt);
         }
+        let later = expires > s.expires;
         let dir = match flow.inbound {
             true => Direction::Inbound,
             false => Direction::Outbound,
@@ -106,8 +115,10 @@ impl<P: PacketBuf> Pipeline<P> {
             return Err(pkt);
         };
         // Nothing can fail from here on.
-        if let Some(s) = self.sessions.get_mut(id) {
-            s.expires = expires;
+        if later {
+            if let Some(s) = self.sessions.get_mut(id) {
+                s.expires = on_tick(expires);
+            }
         }
         if let Some(real) = self.stats.get_mut(slot) {
             real.count(dir, (ip.l4_end - ETH_LEN) as u64);

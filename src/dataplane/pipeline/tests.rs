@@ -509,6 +509,58 @@ fn tcp_needs_a_syn_to_open_a_session() {
 }
 
 #[test]
+fn busy_session_lives_one_timeout_past_its_last_packet() {
+    let mut lb = Lb::new(WRR_1_3).with_neighbours();
+    let out = lb.rx(0, client_tcp(40001, 80, flags::SYN));
+    let (_, real) = endpoints(&out[0].1);
+    let real_mac = if *real.ip() == ip(R1) { R1_MAC } else { R2_MAC };
+    let syn_ack = tcp_frame(
+        LB_LAN,
+        real_mac,
+        (&real.ip().to_string(), 8080),
+        (CLIENT, 40001),
+        flags::SYN | flags::ACK,
+    );
+    assert_eq!(lb.rx(1, syn_ack).len(), 1);
+    // Established, then ACKs twice within one second and once in the
+    // next: each keeps the connection for IPVS's 900 s from then on.
+    for now in [0, 250, 700, 1_200] {
+        lb.now = now;
+        assert_eq!(lb.rx(0, client_tcp(40001, 80, flags::ACK)).len(), 1);
+    }
+    let key = FlowKey {
+        proto: Proto::Tcp,
+        src: ip(CLIENT),
+        sport: 40001,
+        dst: ip(VIP),
+        dport: 80,
+    };
+    let s = *lb
+        .p
+        .sessions()
+        .get(lb.p.sessions().lookup_inbound(&key).unwrap())
+        .unwrap();
+    assert_eq!(s.state, ConnState::Tcp(TcpState::Established));
+    // Expiry is kept to the timer wheel's second: 901.2 s rounds up to the
+    // tick at which the session goes, whichever way it is stored.
+    assert_eq!(s.expires, 902_000);
+    lb.p.poll(901_999, &mut lb.io);
+    assert_eq!(
+        lb.p.sessions().len(),
+        1,
+        "900 s after the last ACK, not the first"
+    );
+    lb.p.poll(902_000, &mut lb.io);
+    lb.io.take(); // the periodic gratuitous ARP
+    assert_eq!(
+        lb.p.sessions().len(),
+        0,
+        "gone on the tick after its timeout"
+    );
+    assert_eq!(lb.count(Counter::SessionsExpired), 1);
+}
+
+#[test]
 fn udp_session_and_expiry() {
     let mut lb = Lb::new(WRR_1_3).with_neighbours();
     let out = lb.rx(0, udp_frame((CLIENT, 5000), (VIP, 53), CLIENT_MAC, LB_WAN));

@@ -6,7 +6,7 @@ use super::*;
 use crate::lb::client_address;
 use crate::lb::persistence::TemplateKey;
 use crate::lb::scheduler;
-use crate::lb::session::flags as sflags;
+use crate::lb::session::{self, flags as sflags};
 use crate::lb::stats::ServiceConns;
 use crate::lb::synproxy::adjust as synproxy_adjust;
 
@@ -345,7 +345,7 @@ impl<P: PacketBuf> Pipeline<P> {
         }
         let old_state = s.state;
         let state = next_state(old_state, dir, l4.flags);
-        let expires = now + timeout_ms(timeouts, state);
+        let expires = expiry(timeouts, state, now);
         s.state = state;
         // Most packets push the expiry later, a plain write; an earlier
         // one (a shorter timeout) re-files the session in the wheel below.
@@ -626,4 +626,13 @@ pub(super) fn timeout_ms(t: &tcp_state::Timeouts, state: ConnState) -> u64 {
         ConnState::Udp => t.udp,
     };
     secs as u64 * 1000
+}
+
+/// When a session in `state` expires unless another packet comes, seen
+/// `now`: its timeout later, on the session table's wheel tick
+/// (`session::on_tick`), so that the fast path can leave the session's
+/// cache line clean for most packets (`forward_established`).
+#[inline]
+pub(super) fn expiry(t: &tcp_state::Timeouts, state: ConnState, now: u64) -> u64 {
+    session::on_tick(now + timeout_ms(t, state))
 }
