@@ -678,7 +678,8 @@ struct World {
     recent: Rc<RefCell<[VecDeque<Sent>; 2]>>,
     now: u64,
     snaps: &'static [Arc<Snapshot>],
-    /// Frames received so far: every other burst goes in stages.
+    /// Frames received so far: every other burst is prefetched
+    /// (`Pipeline::stage_bursts_from`).
     frames: u64,
 }
 
@@ -1143,8 +1144,8 @@ impl World {
             p.process_handoff(port, pkt, now, io);
         } else {
             // The workers' path: a received burst (here of one, so each
-            // frame's fate is checked on its own), in stages as with many
-            // sessions or frame by frame as with few, in turn.
+            // frame's fate is checked on its own), prefetched as with many
+            // sessions or not as with few, in turn.
             p.stage_bursts_from(if staged { 0 } else { usize::MAX });
             let mut burst: ArrayVec<Buf, 1> = ArrayVec::new();
             burst.push(pkt);

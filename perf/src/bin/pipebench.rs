@@ -42,8 +42,8 @@ struct Args {
     /// what the partial-checksum test costs where it runs.
     #[arg(long)]
     virtual_port: bool,
-    /// Live sessions from which bursts go in stages (default: sluice's
-    /// own, `STAGE_FROM`); 0 always in stages, to compare the two ways.
+    /// Live sessions from which bursts are prefetched (default: sluice's
+    /// own, `STAGE_FROM`); 0 always, to compare the two ways.
     #[arg(long)]
     stage_from: Option<usize>,
     /// Modes to run; repeat for several (one alone is what an instruction

@@ -12,6 +12,7 @@ mod established;
 mod icmp;
 mod kernel;
 mod parse;
+mod prefetch;
 mod refuse;
 mod source;
 mod synproxy;
@@ -51,6 +52,7 @@ use arp::ArpGuard;
 pub use arp::ConflictReport;
 pub use kernel::KernelBudget;
 use parse::{flow_key, parse_ipv4, parse_l4};
+use prefetch::BurstPrefetch;
 use translate::SessionEnds;
 
 /// A packet buffer the pipeline can read and rewrite.
@@ -199,14 +201,14 @@ const EXPIRE_BUDGET: usize = 4096;
 /// neighbour tables are asked again.
 const NEXTHOP_CACHE_MS: u64 = 1000;
 
-/// Live sessions from which a burst goes in stages (`process_burst`).
-/// Below, the tables stay in the core's caches and a frame goes through
-/// from start to end at once: the stages are there to overlap cache
-/// misses, and with few misses their bookkeeping costs more than it
-/// saves. On this project's machine (perf/RESULTS.md), one pass took 10%
-/// fewer cycles a packet at 1K and 4K sessions in pipebench (3-5% beside
-/// testpmd), the same at 8K to 32K, and more than twice as many at 128K.
-pub const STAGE_FROM: usize = 8192;
+/// Live sessions from which a burst's session lookups are prefetched ahead
+/// of its frames (`process_burst`, `BurstPrefetch`). Below, the tables stay
+/// in the caches, and the prefetches would only add their own work (175
+/// instructions a frame). On this project's machine (pipebench FULLNAT,
+/// perf/RESULTS.md), frames without them took 10-25% fewer cycles at 8K
+/// and 16K sessions and 2-9% fewer at 32K; with them, 48K sessions cost
+/// 20-60% less.
+pub const STAGE_FROM: usize = 32_768;
 
 /// Templates a pipeline made on its own has room for (tests, tools).
 const DEFAULT_TEMPLATES: usize = 4096;
@@ -278,7 +280,7 @@ pub struct Pipeline<P> {
     /// or of one kind cannot spend what the kernel's other traffic needs.
     kernel_budgets: Vec<[KernelBudget; 2]>,
     counters: Counters,
-    /// Live sessions from which bursts go in stages (`STAGE_FROM`).
+    /// Live sessions from which bursts are prefetched (`STAGE_FROM`).
     stage_from: usize,
     /// Tests turn the established fast path off, to hold it against the
     /// general path.
@@ -344,7 +346,7 @@ impl<P: PacketBuf> Pipeline<P> {
         p
     }
 
-    /// Sets the live session count from which bursts go in stages
+    /// Sets the live session count from which bursts are prefetched
     /// (`STAGE_FROM` by default): tests, fuzzers and benchmarks hold
     /// both ways of `process_burst` to the same results.
     pub fn stage_bursts_from(&mut self, sessions: usize) {
@@ -507,19 +509,12 @@ impl<P: PacketBuf> Pipeline<P> {
         self.handle(in_port, pkt, now, io, Source::Rx);
     }
 
-    /// Handles a burst received on `in_port`. While the tables are small
-    /// (`STAGE_FROM`), frame by frame; else in stages, as vector packet
-    /// processors do: first every frame's checks that need no session
-    /// (parsing, validation, source checks, steering; each header parsed
-    /// once, for good), prefetching each session's index bucket, and the
-    /// session of the frame `SESSION_PREFETCH_BEHIND` places back (whose
-    /// bucket has arrived by then); then, in the burst's order, each
-    /// frame's session work, prefetching the last frames' sessions
-    /// `SESSION_PREFETCH_AHEAD` places ahead, and taking a second look
-    /// there for the few whose probe goes on past the bucket's cache line
-    /// (the next line was requested at the first). The cache misses of a
-    /// burst overlap instead of stalling one packet after another, which is
+    /// Handles a burst received on `in_port`, frame by frame from start to
+    /// end. Above `STAGE_FROM` live sessions, the burst's session lookups
+    /// are prefetched ahead of the frames (`BurstPrefetch`), so that their
+    /// cache misses overlap instead of stalling one frame after another:
     /// what keeps a million live sessions close to the speed of a thousand.
+    /// The frames are handled the same either way.
     pub fn process_burst<const N: usize>(
         &mut self,
         in_port: u16,
@@ -527,69 +522,19 @@ impl<P: PacketBuf> Pipeline<P> {
         now: u64,
         io: &mut impl Io<P>,
     ) {
-        /// Far enough for a DRAM access to complete behind the session work
-        /// of the packets before (a few hundred cycles each), near enough
-        /// that the line is still in L1 when its packet comes.
-        const SESSION_PREFETCH_AHEAD: usize = 6;
-        /// How many frames behind the first stage the sessions of its
-        /// frames are prefetched: their buckets have arrived by then, and
-        /// the first frames' sessions arrive while the rest of the first
-        /// stage runs instead of stalling the second stage's start.
-        const SESSION_PREFETCH_BEHIND: usize = 8;
         self.counters.add(Counter::RxPackets, pkts.len() as u64);
         if self.sessions.len() < self.stage_from {
-            // The tables fit in the caches: the stages would mostly add
-            // their bookkeeping (see `STAGE_FROM`).
+            // The tables fit in the caches: the prefetches would only add
+            // their own work (see `STAGE_FROM`).
             for p in pkts.drain(..) {
                 self.handle(in_port, p, now, io, Source::Rx);
             }
             return;
         }
-        // Whether frame i's session needs a second look (its probe goes on
-        // past the bucket line the first look read; the next line is then
-        // on its way).
-        let mut far = [false; N];
-        let prefetch_session = |p: &Self, fronts: &[Front], far: &mut [bool; N], i: usize| {
-            if let Some(Front::Flow(f)) = fronts.get(i) {
-                far[i] = !p.sessions.prefetch_session(f.inbound, f.tag);
-            }
-        };
-        let prefetch_far = |p: &Self, fronts: &[Front], far: &[bool; N], i: usize| {
-            if let (Some(Front::Flow(f)), Some(true)) = (fronts.get(i), far.get(i)) {
-                p.sessions.prefetch_session_far(f.inbound, f.tag);
-            }
-        };
-        let mut fronts: ArrayVec<Front, N> = ArrayVec::new();
-        for p in pkts.iter_mut() {
-            let sum = p.rx_ip_checksum();
-            let front = self.front(in_port, p.data_mut(), sum, Source::Rx);
-            if let Front::Flow(f) = &front {
-                self.sessions.prefetch_bucket(f.inbound, f.tag);
-            }
-            fronts.push(front);
-            if let Some(i) = fronts.len().checked_sub(SESSION_PREFETCH_BEHIND + 1) {
-                prefetch_session(self, &fronts, &mut far, i);
-            }
-        }
-        // The last frames' sessions are not prefetched yet: those the second
-        // stage will soon need now, each of the rest some frames ahead. The
-        // first frames' second looks are due now too.
-        let rest = fronts.len().saturating_sub(SESSION_PREFETCH_BEHIND);
-        for i in 0..SESSION_PREFETCH_AHEAD {
-            prefetch_far(self, &fronts, &far, i);
-            prefetch_session(self, &fronts, &mut far, rest + i);
-        }
+        let mut prefetch = BurstPrefetch::<N>::start(&self.sessions, &self.snap, pkts);
         for (i, p) in pkts.drain(..).enumerate() {
-            let ahead = i + SESSION_PREFETCH_AHEAD;
-            if i >= rest {
-                prefetch_session(self, &fronts, &mut far, ahead);
-            } else {
-                prefetch_far(self, &fronts, &far, ahead);
-            }
-            // Taken out, the frame's first stage is done with; what is
-            // left in its place is never read.
-            let front = std::mem::replace(&mut fronts[i], Front::Arp);
-            self.after_front(in_port, p, front, now, io, Source::Rx);
+            prefetch.before(&self.sessions, i);
+            self.handle(in_port, p, now, io, Source::Rx);
         }
     }
 
@@ -600,29 +545,15 @@ impl<P: PacketBuf> Pipeline<P> {
         self.handle(in_port, pkt, now, io, Source::Handoff);
     }
 
-    /// One frame from start to end. Inlined into the burst loop: called,
-    /// its prologue and epilogue (six saved registers, a stack frame) cost
-    /// 31 instructions a packet of 726 (callgrind, pipebench FULLNAT 1K).
+    /// One frame from start to end: `front`, then the fast path, else the
+    /// session work and its verdict carried out. Inlined into the burst
+    /// loop: called, its prologue and epilogue (six saved registers, a
+    /// stack frame) cost 31 instructions a packet of 726 (callgrind,
+    /// pipebench FULLNAT 1K).
     #[inline(always)]
     fn handle(&mut self, in_port: u16, mut pkt: P, now: u64, io: &mut impl Io<P>, source: Source) {
         let sum = pkt.rx_ip_checksum();
         let front = self.front(in_port, pkt.data_mut(), sum, source);
-        self.after_front(in_port, pkt, front, now, io, source);
-    }
-
-    /// Everything after `front`, the same one frame at a time and in
-    /// stages: the fast path, else the session work and its verdict
-    /// carried out.
-    #[inline(always)]
-    fn after_front(
-        &mut self,
-        in_port: u16,
-        pkt: P,
-        front: Front,
-        now: u64,
-        io: &mut impl Io<P>,
-        source: Source,
-    ) {
         let Some((mut pkt, found)) = self.try_established(pkt, &front, now, io) else {
             return;
         };
@@ -749,8 +680,7 @@ impl<P: PacketBuf> Pipeline<P> {
     }
 
     /// The first stage of a frame: every check that needs no session and
-    /// sends nothing. Stateless but for the kernel twins' budgets, so a
-    /// burst's frames can all go through it before any is finished.
+    /// sends nothing.
     #[inline]
     fn front(
         &mut self,

@@ -711,10 +711,56 @@ fn mixed_burst_frames() -> Vec<(u16, Vec<u8>)> {
 }
 
 #[test]
+fn the_burst_prefetch_reads_the_bucket_the_lookup_will() {
+    // What the first pass peeks, unchecked, must be the index and tag the
+    // validated first stage decides, or the prefetches fetch the wrong
+    // lines; and a frame without a session gets no prefetch.
+    let mut lb = Lb::new(WRR_1_3).with_neighbours();
+    let syn = client_tcp(40001, 80, flags::SYN);
+    let out = lb.rx(0, syn.clone());
+    let (_, real) = endpoints(&out[0].1);
+    let real_mac = if *real.ip() == ip(R1) { R1_MAC } else { R2_MAC };
+    let reply = tcp_frame(
+        LB_LAN,
+        real_mac,
+        (&real.ip().to_string(), 8080),
+        (CLIENT, 40001),
+        flags::SYN | flags::ACK,
+    );
+    let dns = udp_frame((CLIENT, 5000), (VIP, 53), CLIENT_MAC, LB_WAN);
+    let with_options = hostile::with_ip_options(&syn, &[1, 1, 1, 0]);
+    for (port, frame) in [(0, &syn), (1, &reply), (0, &dns), (0, &with_options)] {
+        let peeked = super::prefetch::peek(lb.p.sessions(), &lb.p.snap, frame);
+        let mut copy = frame.clone();
+        match lb
+            .p
+            .front(port, &mut copy, RxChecksum::Unchecked, Source::Rx)
+        {
+            Front::Flow(f) => assert_eq!(peeked, Some((f.inbound, f.tag))),
+            _ => panic!("a TCP/UDP frame of a service"),
+        }
+    }
+    let arp = arp_frame(operation::REQUEST, CLIENT_MAC, ip(CLIENT), ip("10.10.0.1"));
+    let to_interface = tcp_frame(
+        LB_WAN,
+        CLIENT_MAC,
+        (CLIENT, 40002),
+        ("10.10.0.1", 22),
+        flags::SYN,
+    );
+    for frame in [arp, to_interface, vec![0; 20], Vec::new()] {
+        assert_eq!(
+            super::prefetch::peek(lb.p.sessions(), &lb.p.snap, &frame),
+            None
+        );
+    }
+}
+
+#[test]
 fn a_burst_is_processed_exactly_as_its_packets_one_by_one() {
-    // In stages, process_burst runs every frame's first stage before any
-    // frame's session work; with few sessions it takes the frames one by
-    // one. Either way, what comes out must not show it.
+    // Above `STAGE_FROM` sessions, process_burst prefetches the burst's
+    // sessions ahead of its frames; below, it takes the frames as they
+    // come. Either way, what comes out must not show it.
     for stage_from in [0, STAGE_FROM] {
         let frames = mixed_burst_frames();
         let mut single = Lb::new(WRR_1_3).with_neighbours();

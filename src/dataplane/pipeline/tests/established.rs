@@ -155,9 +155,9 @@ impl Twins {
     }
 
     /// Sends `frame` in on `port` to both, as a burst of one to the one
-    /// with the fast path (the workers' way, in stages for every other
-    /// frame and frame by frame for the rest, as with few sessions) and on
-    /// its own to the other; what they sent, the same.
+    /// with the fast path (the workers' way, its session prefetched for
+    /// every other frame, as with many sessions, and not for the rest) and
+    /// on its own to the other; what they sent, the same.
     fn rx(&mut self, port: u16, frame: Vec<u8>) -> Vec<(u16, Pkt)> {
         let candidate = self.candidate(&frame);
         self.frames += 1;

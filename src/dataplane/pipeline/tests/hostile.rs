@@ -588,7 +588,7 @@ fn rp_filter_loose_needs_a_route_back() {
 
 /// `frame` (TCP/IPv4 with a 20-byte header) with IPv4 options `opts`
 /// (a multiple of 4 bytes) inserted.
-fn with_ip_options(frame: &[u8], opts: &[u8]) -> Vec<u8> {
+pub(super) fn with_ip_options(frame: &[u8], opts: &[u8]) -> Vec<u8> {
     let mut f = frame[..ETH_LEN + 20].to_vec();
     f.extend_from_slice(opts);
     f.extend_from_slice(&frame[ETH_LEN + 20..]);
