@@ -508,19 +508,25 @@ fn tcp_needs_a_syn_to_open_a_session() {
     assert_eq!(lb.p.sessions().len(), 0);
 }
 
-#[test]
-fn busy_session_lives_one_timeout_past_its_last_packet() {
-    let mut lb = Lb::new(WRR_1_3).with_neighbours();
-    let out = lb.rx(0, client_tcp(40001, 80, flags::SYN));
+/// Sends the client's SYN from `sport` to the VIP's port 80; returns the
+/// SYN-ACK of the real server it went to, as that real sends it.
+fn syn_to_vip(lb: &mut Lb, sport: u16) -> Vec<u8> {
+    let out = lb.rx(0, client_tcp(sport, 80, flags::SYN));
     let (_, real) = endpoints(&out[0].1);
     let real_mac = if *real.ip() == ip(R1) { R1_MAC } else { R2_MAC };
-    let syn_ack = tcp_frame(
+    tcp_frame(
         LB_LAN,
         real_mac,
         (&real.ip().to_string(), 8080),
-        (CLIENT, 40001),
+        (CLIENT, sport),
         flags::SYN | flags::ACK,
-    );
+    )
+}
+
+#[test]
+fn busy_session_lives_one_timeout_past_its_last_packet() {
+    let mut lb = Lb::new(WRR_1_3).with_neighbours();
+    let syn_ack = syn_to_vip(&mut lb, 40001);
     assert_eq!(lb.rx(1, syn_ack).len(), 1);
     // Established, then ACKs twice within one second and once in the
     // next: each keeps the connection for IPVS's 900 s from then on.
@@ -716,17 +722,8 @@ fn the_burst_prefetch_reads_the_bucket_the_lookup_will() {
     // validated first stage decides, or the prefetches fetch the wrong
     // lines; and a frame without a session gets no prefetch.
     let mut lb = Lb::new(WRR_1_3).with_neighbours();
+    let reply = syn_to_vip(&mut lb, 40001);
     let syn = client_tcp(40001, 80, flags::SYN);
-    let out = lb.rx(0, syn.clone());
-    let (_, real) = endpoints(&out[0].1);
-    let real_mac = if *real.ip() == ip(R1) { R1_MAC } else { R2_MAC };
-    let reply = tcp_frame(
-        LB_LAN,
-        real_mac,
-        (&real.ip().to_string(), 8080),
-        (CLIENT, 40001),
-        flags::SYN | flags::ACK,
-    );
     let dns = udp_frame((CLIENT, 5000), (VIP, 53), CLIENT_MAC, LB_WAN);
     let with_options = hostile::with_ip_options(&syn, &[1, 1, 1, 0]);
     for (port, frame) in [(0, &syn), (1, &reply), (0, &dns), (0, &with_options)] {
