@@ -12,8 +12,7 @@
 
 use super::translate::{timeout_ms, toward};
 use super::*;
-use crate::lb::session::flags as sflags;
-use crate::lb::session::{on_tick, WHEEL_TICK_MS};
+use crate::lb::session::{flags as sflags, on_tick, WHEEL_TICK_MS};
 use crate::lb::tcp_state::keeps_established;
 
 /// Session flags that give a packet more to do than a rewrite: the SYN

@@ -116,24 +116,26 @@ pub(super) fn peek(
     snap: &Snapshot,
     frame: &[u8],
 ) -> Option<(bool, FlowTag)> {
-    let ip = frame.get(..ETH_LEN + Ipv4Packet::<&[u8]>::HEADER_LEN)?;
-    if ip[12..14] != ethertype::IPV4.to_be_bytes() {
+    // The wire accessors, unchecked: `get` has bounded every read.
+    let header = frame.get(..ETH_LEN + Ipv4Packet::<&[u8]>::HEADER_LEN)?;
+    if EthernetFrame::new_unchecked(header).ethertype() != ethertype::IPV4 {
         return None;
     }
-    let proto = match ip[ETH_LEN + 9] {
+    let ip = Ipv4Packet::new_unchecked(&header[ETH_LEN..]);
+    let proto = match ip.protocol() {
         protocol::TCP => Proto::Tcp,
         protocol::UDP => Proto::Udp,
         _ => return None,
     };
-    let l4 = ETH_LEN + usize::from(ip[ETH_LEN] & 0x0f) * 4;
-    let ports = frame.get(l4..l4 + 4)?;
-    let addr = |at: usize| Ipv4Addr::new(ip[at], ip[at + 1], ip[at + 2], ip[at + 3]);
+    let l4 = ETH_LEN + ip.header_len();
+    // TCP's ports sit where UDP's do.
+    let ports = UdpPacket::new_unchecked(frame.get(l4..l4 + 4)?);
     let key = FlowKey {
         proto,
-        src: addr(ETH_LEN + 12),
-        sport: u16::from_be_bytes([ports[0], ports[1]]),
-        dst: addr(ETH_LEN + 16),
-        dport: u16::from_be_bytes([ports[2], ports[3]]),
+        src: ip.src_addr(),
+        sport: ports.src_port(),
+        dst: ip.dst_addr(),
+        dport: ports.dst_port(),
     };
     let inbound = match snap.destination(key.dst) {
         Destination::Vip => true,
